@@ -1,0 +1,1 @@
+"""Case store, routing, workflow and audit log (filled by the alerts issue)."""

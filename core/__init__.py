@@ -1,0 +1,1 @@
+"""Shared domain records, errors, settings and reference data for amlwatch."""

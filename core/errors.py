@@ -1,0 +1,41 @@
+"""One root error with a few categories; edges map categories to their own responses."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCategory(StrEnum):
+    """What kind of failure an error is, independent of where it is reported."""
+
+    INVALID_INPUT = "invalid_input"
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
+    FORBIDDEN = "forbidden"
+    UNAVAILABLE = "unavailable"
+
+
+class AmlwatchError(Exception):
+    """Root of every error amlwatch raises on purpose."""
+
+    category: ErrorCategory = ErrorCategory.INVALID_INPUT
+
+
+class InvalidInput(AmlwatchError):
+    category = ErrorCategory.INVALID_INPUT
+
+
+class NotFound(AmlwatchError):
+    category = ErrorCategory.NOT_FOUND
+
+
+class Conflict(AmlwatchError):
+    category = ErrorCategory.CONFLICT
+
+
+class Forbidden(AmlwatchError):
+    category = ErrorCategory.FORBIDDEN
+
+
+class Unavailable(AmlwatchError):
+    category = ErrorCategory.UNAVAILABLE

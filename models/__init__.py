@@ -1,0 +1,1 @@
+"""Behavioural features and the IsolationForest detector (filled by the anomaly-model issue)."""

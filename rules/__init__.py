@@ -1,0 +1,1 @@
+"""Rule packs and their pure evaluators (filled by the rules issue)."""

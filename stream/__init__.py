@@ -1,0 +1,1 @@
+"""The Faust app, embedded broker, simulator and CLI: the composition root."""

@@ -1,0 +1,49 @@
+"""Prometheus metrics of the stream. Labels stay low-cardinality: never customer data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+# Event time to processed: seconds when live, hours or days when a backlog is replayed.
+LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400)
+
+
+@dataclass(frozen=True)
+class StreamMetrics:
+    registry: CollectorRegistry
+    processed: Counter
+    dead_lettered: Counter
+    duplicates: Counter
+    latency: Histogram
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> StreamMetrics:
+        """Register the metrics in ``registry`` (a fresh one by default)."""
+        registry = registry if registry is not None else CollectorRegistry()
+        return cls(
+            registry=registry,
+            processed=Counter(
+                "amlwatch_transactions_processed",
+                "Valid transactions applied to customer state.",
+                registry=registry,
+            ),
+            dead_lettered=Counter(
+                "amlwatch_transactions_dead_lettered",
+                "Messages sent to the dead-letter topic, by reason category.",
+                ["reason"],
+                registry=registry,
+            ),
+            duplicates=Counter(
+                "amlwatch_transactions_duplicate",
+                "Redelivered transactions recognised by tx_id and skipped.",
+                registry=registry,
+            ),
+            latency=Histogram(
+                "amlwatch_processing_latency_seconds",
+                "Seconds from a transaction's event time to the end of its processing.",
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+        )
