@@ -158,10 +158,15 @@ def decode_transaction(
         document = json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
     except InvalidTransaction:
         raise
-    except (ValueError, RecursionError) as exc:
-        position = f" at line {exc.lineno} column {exc.colno}" if hasattr(exc, "lineno") else ""
+    except json.JSONDecodeError as exc:
         raise InvalidTransaction(
-            InvalidReason.NOT_JSON, f"message value is not valid JSON{position}"
+            InvalidReason.NOT_JSON,
+            f"message value is not valid JSON at line {exc.lineno} column {exc.colno}",
+        ) from None
+    except (ValueError, RecursionError):
+        # Integers over Python's digit limit, or nesting deeper than the recursion limit.
+        raise InvalidTransaction(
+            InvalidReason.NOT_JSON, "message value is not valid JSON"
         ) from None
     return transaction_from_mapping(document)
 

@@ -23,12 +23,12 @@ from typing import Any
 
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
-from faust.types import EventT
+from faust.types import EventT, TableT
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
 from core.settings import Settings
-from core.transaction import InvalidReason, InvalidTransaction, Transaction, decode_transaction
+from core.transaction import InvalidTransaction, Transaction, decode_transaction
 from stream.dead_letter import UNEXPECTED_REASON, dead_letter_headers
 from stream.metrics import StreamMetrics
 
@@ -57,14 +57,13 @@ class AmlwatchApp:
     transactions_topic: faust.TopicT
     dead_letter_topic: faust.TopicT
     by_customer_topic: faust.TopicT
-    customer_activity: faust.Table
-    seen_tx_ids: faust.Table
+    customer_activity: TableT
+    seen_tx_ids: TableT
 
     def is_ready(self) -> bool:
         app = self.faust_app
-        return bool(
-            app.tables.recovery.completed.is_set() and not app.rebalancing and not app.in_recovery
-        )
+        recovery = app.tables.recovery  # type: ignore[attr-defined]  # concrete TableManager
+        return bool(recovery.completed.is_set() and not app.rebalancing and not app.in_recovery)
 
 
 def apply_transaction(
@@ -72,7 +71,9 @@ def apply_transaction(
 ) -> CustomerActivity:
     """The customer's state after ``tx`` (callers have ruled out duplicates)."""
     if activity is None:
-        return CustomerActivity(transactions=1, last_event_at=tx.event_epoch, recent_tx_ids=[tx.tx_id])
+        return CustomerActivity(
+            transactions=1, last_event_at=tx.event_epoch, recent_tx_ids=[tx.tx_id]
+        )
     recent = [*activity.recent_tx_ids[-(keep_recent - 1) :], tx.tx_id]
     return CustomerActivity(
         transactions=activity.transactions + 1,
@@ -131,9 +132,7 @@ def build_app(
     }
     transactions_topic = app.topic(settings.transactions_topic, **topic_options)
     dead_letter_topic = app.topic(settings.dead_letter_topic, **topic_options)
-    by_customer_topic = app.topic(
-        f"{settings.app_id}-transactions-by-customer", **topic_options
-    )
+    by_customer_topic = app.topic(f"{settings.app_id}-transactions-by-customer", **topic_options)
     customer_activity = app.Table(
         "customer-activity",
         key_type=str,
@@ -192,7 +191,7 @@ def _register_agents(built: AmlwatchApp) -> None:
             except InvalidTransaction as exc:
                 await dead_letter(event, exc.reason.value, exc.message, exc.field)
                 continue
-            except Exception as exc:  # noqa: BLE001 - one bad message must not stop the stream
+            except Exception as exc:
                 log.exception("unexpected error decoding offset %s", event.message.offset)
                 await dead_letter(event, UNEXPECTED_REASON, type(exc).__name__, None)
                 continue
@@ -253,6 +252,3 @@ def _register_pages(built: AmlwatchApp) -> None:
                 if activity is not None
             }
             return self.bytes(json.dumps(body).encode(), content_type="application/json")
-
-
-__all__ = ["AmlwatchApp", "CustomerActivity", "InvalidReason", "apply_transaction", "build_app"]

@@ -35,7 +35,9 @@ def dead_letter_headers(
     return [(HEADER_PREFIX + name, value.encode()) for name, value in headers.items()]
 
 
-def read_dead_letter_headers(headers: Mapping[str, bytes] | list[tuple[str, bytes]]) -> dict[str, str]:
+def read_dead_letter_headers(
+    headers: Mapping[str, bytes] | list[tuple[str, bytes]],
+) -> dict[str, str]:
     """The dead-letter headers of a record, without their prefix, decoded."""
     pairs = headers.items() if isinstance(headers, Mapping) else headers
     return {

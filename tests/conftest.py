@@ -91,7 +91,9 @@ class ConsumedRecord:
     headers: dict[str, bytes]
 
 
-def consume_all(broker: EmbeddedBroker, topic: str, expected: int, timeout: float = 30.0) -> list[ConsumedRecord]:
+def consume_all(
+    broker: EmbeddedBroker, topic: str, expected: int, timeout: float = 30.0
+) -> list[ConsumedRecord]:
     """Read a topic from the start until ``expected`` records arrived or time ran out."""
 
     async def read() -> list[ConsumedRecord]:
@@ -174,7 +176,9 @@ class WorkerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise AssertionError(f"worker exited with {self.process.returncode}: {self.log_tail()}")
+                raise AssertionError(
+                    f"worker exited with {self.process.returncode}: {self.log_tail()}"
+                )
             if condition():
                 return
             time.sleep(0.25)

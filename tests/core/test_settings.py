@@ -13,7 +13,9 @@ def test_defaults_use_the_embedded_broker_with_its_dev_profile() -> None:
     assert settings.kafka_url(embedded_port=19092) == "kafka://127.0.0.1:19092"
 
 
-def test_a_real_broker_turns_the_dev_profile_off_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_real_broker_turns_the_dev_profile_off_unless_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("AMLWATCH_BROKER_URL", "kafka://kafka-1:9092")
     settings = Settings()
     assert settings.kafka_url() == "kafka://kafka-1:9092"

@@ -2,80 +2,54 @@
 
 from __future__ import annotations
 
-import json
-import random
+import itertools
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import date
 
 import pytest
 
-from core.transaction import InvalidReason
 from stream.dead_letter import read_dead_letter_headers
+from stream.simulator import (
+    MalformedKind,
+    derive_rng,
+    generate_reference,
+    iter_transactions,
+    malformed_payload,
+    transaction_json_bytes,
+)
 from tests.conftest import StreamNames, consume_all, produce
 
 pytestmark = pytest.mark.integration
 
-BANK_TIME = timezone(timedelta(hours=8))
-
-# One of each kind of bad input the validator knows; the test cycles through them.
-MALFORMED: list[tuple[str, bytes]] = [
-    (InvalidReason.EMPTY, b""),
-    (InvalidReason.NOT_JSON, b"{not json"),
-    (InvalidReason.NOT_UTF8, b"\xff\xfe\xfd"),
-    (InvalidReason.NOT_OBJECT, b'["tx", 1]'),
-    (InvalidReason.MISSING_FIELD, b'{"tx_id": "x"}'),
-    (InvalidReason.WRONG_TYPE, None),  # filled in below from a valid document
-    (InvalidReason.INVALID_VALUE, None),
-    (InvalidReason.TOO_LARGE, b'{"pad": "' + b"x" * 1_000_000 + b'"}'),
-]
-
-
-def transaction(rng: random.Random, index: int, customers: int) -> dict[str, object]:
-    moment = datetime(2026, 11, 2, 9, tzinfo=BANK_TIME) + timedelta(seconds=37 * index)
-    return {
-        "tx_id": f"TX{index:08d}",
-        "timestamp": moment.isoformat(),
-        "customer_id": f"C{rng.randrange(customers):04d}",
-        "account_id": f"A{rng.randrange(10**8):08d}",
-        "direction": rng.choice(["in", "out"]),
-        "amount": f"{rng.uniform(1, 60000):.2f}",
-        "currency": rng.choice(["CNY"] * 9 + ["USD"]),
-        "channel": rng.choice(["cash", "transfer", "card", "wire", "other"]),
-        "counterparty_country": rng.choice([None, "CN", "HK", "US"]),
-    }
-
-
-def malformed(rng: random.Random, index: int, customers: int) -> tuple[str, bytes]:
-    reason, payload = MALFORMED[index % len(MALFORMED)]
-    if payload is None:
-        document = transaction(rng, index, customers)
-        if reason == InvalidReason.WRONG_TYPE:
-            document["amount"] = [1, 2]
-        else:
-            document["currency"] = "XXXX"
-        payload = json.dumps(document).encode()
-    return reason, payload
+START = date(2026, 9, 1)
 
 
 def build_input(
     total: int, malformed_every: int, customers: int, seed: int = 7
 ) -> tuple[list[tuple[bytes | None, bytes]], list[str | None], Counter[str]]:
-    """Records to send, the expected DLQ reason per record (None = valid), counts per customer."""
-    rng = random.Random(seed)
+    """Simulated records to send, the expected DLQ reason per record, counts per customer.
+
+    Every ``malformed_every``-th record is a malformed one, cycling through every kind
+    the simulator knows (a 1 MiB payload among them).
+    """
+    rng = derive_rng(seed, "integration")
+    population, _managers = generate_reference(rng, customers, max(1, customers // 25), as_of=START)
+    history = iter_transactions(rng, population, start=START)
+    kinds = itertools.cycle(MalformedKind)
     records: list[tuple[bytes | None, bytes]] = []
     expected_reasons: list[str | None] = []
     counts: Counter[str] = Counter()
     for index in range(total):
+        document = next(history)
         if index % malformed_every == malformed_every - 1:
-            reason, payload = malformed(rng, index, customers)
-            records.append((None, payload))
-            expected_reasons.append(str(reason))
+            kind = next(kinds)
+            records.append((None, malformed_payload(kind, rng, document)))
+            expected_reasons.append(kind.expected_reason.value)
         else:
-            document = transaction(rng, index, customers)
-            counts[str(document["customer_id"])] += 1
-            # Deliberately keyed by account, not customer: the worker must re-key.
-            records.append((str(document["account_id"]).encode(), json.dumps(document).encode()))
+            counts[document["customer_id"]] += 1
+            # Keyed by account, not customer: the worker must re-key by itself.
+            records.append((document["account_id"].encode(), transaction_json_bytes(document)))
             expected_reasons.append(None)
     return records, expected_reasons, counts
 
@@ -88,7 +62,11 @@ def test_every_message_is_processed_or_dead_lettered(broker, names: StreamNames,
     def all_accounted() -> bool:
         samples = worker.metrics()
         processed = samples.get("amlwatch_transactions_processed_total", 0)
-        dead = sum(v for k, v in samples.items() if k.startswith("amlwatch_transactions_dead_lettered_total"))
+        dead = sum(
+            v
+            for k, v in samples.items()
+            if k.startswith("amlwatch_transactions_dead_lettered_total")
+        )
         return processed + dead >= len(records)
 
     worker.wait_until(all_accounted, 180, "worker did not account for every message")

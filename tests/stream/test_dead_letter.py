@@ -31,5 +31,7 @@ def test_field_header_is_omitted_when_no_field_is_at_fault() -> None:
 
 
 def test_reading_ignores_foreign_headers() -> None:
-    decoded = read_dead_letter_headers({"traceparent": b"00-abc", HEADER_PREFIX + "reason": b"empty"})
+    decoded = read_dead_letter_headers(
+        {"traceparent": b"00-abc", HEADER_PREFIX + "reason": b"empty"}
+    )
     assert decoded == {"reason": "empty"}

@@ -1,0 +1,165 @@
+"""The ``amlwatch`` command line: one entry point, a subcommand per job."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from core.settings import Settings
+from stream.broker import EmbeddedBroker
+
+cli = typer.Typer(
+    name="amlwatch",
+    help="Transaction monitoring for anti-money-laundering duties.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold customer data
+)
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, or a readable error and exit code 2."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = "AMLWATCH_" + "_".join(str(part) for part in error["loc"]).upper()
+            typer.echo(f"error: {name}: {error['msg']}", err=True)
+        raise typer.Exit(2) from None
+
+
+@cli.command()
+def broker(
+    port: Annotated[
+        int | None, typer.Option(help="Port on 127.0.0.1 (default: AMLWATCH_EMBEDDED_BROKER_PORT).")
+    ] = None,
+) -> None:
+    """Run the embedded Kafka-compatible broker (Tansu, in memory) until Ctrl-C."""
+    settings = load_settings()
+    embedded = EmbeddedBroker(port if port is not None else settings.embedded_broker_port)
+    with embedded:
+        typer.echo(f"embedded broker listening on {embedded.bootstrap} (in memory; Ctrl-C stops)")
+        try:
+            embedded.wait()
+        except KeyboardInterrupt:
+            typer.echo("stopping the embedded broker")
+
+
+@cli.command()
+def worker(
+    broker_url: Annotated[
+        str | None, typer.Option(help="kafka://host:port (default: AMLWATCH_BROKER_URL).")
+    ] = None,
+    web_port: Annotated[int | None, typer.Option(help="Port for /healthz and /metrics.")] = None,
+) -> None:
+    """Run the stream worker: validate, dead-letter, keep per-customer state."""
+    from stream.worker import run_worker
+
+    settings = load_settings()
+    if web_port is not None:
+        settings = settings.model_copy(update={"web_port": web_port})
+    run_worker(settings, broker_url=broker_url)
+
+
+def _spawn(arguments: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", *arguments],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _stop(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@cli.command()
+def up(
+    simulate: Annotated[bool, typer.Option(help="Also run the simulator into the topic.")] = False,
+    rate: Annotated[float, typer.Option(help="Simulator messages per second.")] = 50.0,
+) -> None:
+    """Start broker (when embedded) + worker (+ simulator) together; Ctrl-C stops all."""
+    settings = load_settings()
+    # A plain `kill` must stop the children too, not orphan them.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    logs = settings.data_dir / "logs"
+    env = dict(os.environ)
+    embedded: EmbeddedBroker | None = None
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    try:
+        if settings.uses_embedded_broker:
+            embedded = EmbeddedBroker(settings.embedded_broker_port, logs / "broker.log").start()
+            env["AMLWATCH_BROKER_URL"] = embedded.url
+            # Still the embedded broker: keep its workarounds on.
+            env["AMLWATCH_DEV_BROKER_PROFILE"] = "true"
+            typer.echo(f"broker    {embedded.bootstrap} (embedded, in memory)")
+        children.append(("worker", _spawn(["worker"], env, logs / "worker.log")))
+        web = f"http://{settings.web_host}:{settings.web_port}"
+        typer.echo(f"worker    {web}/healthz  {web}/metrics  (log: {logs / 'worker.log'})")
+        if simulate:
+            arguments = ["simulate", "--rate", str(rate)]
+            children.append(("simulator", _spawn(arguments, env, logs / "simulator.log")))
+            typer.echo(f"simulator {rate:g} msg/s into '{settings.transactions_topic}'")
+        typer.echo("Ctrl-C stops everything.")
+        announced_ready = False
+        while True:
+            if not announced_ready and _answers(f"{web}/healthz"):
+                typer.echo(f"worker ready: curl {web}/metrics")
+                announced_ready = True
+            for name, process in children:
+                if process.poll() is not None:
+                    typer.echo(f"{name} exited with code {process.returncode}; stopping", err=True)
+                    raise typer.Exit(1)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        typer.echo("stopping")
+    finally:
+        # Producers first, then the worker (it commits on the way out), then the broker.
+        for _name, process in reversed(children):
+            _stop(process)
+        if embedded is not None:
+            embedded.stop()
+
+
+def _register_simulate() -> None:
+    from stream.simulate_command import simulate
+
+    cli.command("simulate")(simulate)
+
+
+_register_simulate()
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

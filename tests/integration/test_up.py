@@ -1,0 +1,81 @@
+"""`amlwatch up --simulate`: the one-command demo brings everything up and down."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from stream.broker import free_loopback_port
+
+pytestmark = pytest.mark.integration
+
+
+def processed(base_url: str) -> float | None:
+    try:
+        text = httpx.get(f"{base_url}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("amlwatch_transactions_processed_total "):
+            return float(line.split()[1])
+    return None
+
+
+def wait_for(condition, timeout: float, what: str, log: Path) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{what} within {timeout}s\n{log.read_text(errors='replace')[-3000:]}")
+
+
+def test_up_with_simulator_processes_a_rising_count_and_stops_everything(tmp_path: Path) -> None:
+    web_port = free_loopback_port()
+    base_url = f"http://127.0.0.1:{web_port}"
+    env = {
+        **os.environ,
+        "AMLWATCH_EMBEDDED_BROKER_PORT": "0",
+        "AMLWATCH_WEB_PORT": str(web_port),
+        "AMLWATCH_DATA_DIR": str(tmp_path / "data"),
+        "AMLWATCH_APP_ID": f"up{uuid.uuid4().hex[:8]}",
+    }
+    env.pop("AMLWATCH_BROKER_URL", None)
+    log = tmp_path / "up.log"
+    with log.open("wb") as out:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", "up", "--simulate", "--rate", "100"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        wait_for(lambda: (processed(base_url) or 0) > 0, 90, "no transaction processed", log)
+        first = processed(base_url)
+        assert first is not None
+        wait_for(lambda: (processed(base_url) or 0) > first, 30, "count did not rise", log)
+        children = psutil.Process(up.pid).children(recursive=True)
+        assert len(children) >= 3, "broker, worker and simulator run as child processes"
+
+        up.send_signal(signal.SIGINT)
+        assert up.wait(60) == 0
+        _gone, alive = psutil.wait_procs(children, timeout=20)
+        assert alive == [], f"left running: {[p.cmdline() for p in alive]}"
+        output = log.read_text()
+        assert f"{base_url}/metrics" in output
+        assert "worker ready" in output
+        assert (tmp_path / "data" / "sim" / "customers.csv").exists()
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
