@@ -40,7 +40,13 @@ PRODUCER_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
 
 class CustomerActivity(faust.Record, serializer="json"):
-    """Running per-customer state; ``recent_tx_ids`` makes updates idempotent atomically."""
+    """Running per-customer state.
+
+    ``recent_tx_ids`` is written in the same table update as the counts it guards, so a
+    transaction redelivered after a crash is recognised whether or not its first
+    processing reached the changelog. It is bounded (the customer's latest N tx_ids) to
+    keep every changelog write small; a replay of something older would count again.
+    """
 
     transactions: int
     last_event_at: float
@@ -58,7 +64,6 @@ class AmlwatchApp:
     dead_letter_topic: faust.TopicT
     by_customer_topic: faust.TopicT
     customer_activity: TableT
-    seen_tx_ids: TableT
 
     def is_ready(self) -> bool:
         app = self.faust_app
@@ -111,6 +116,8 @@ def build_app(
         settings.app_id,
         broker=broker_url or settings.kafka_url(),
         store="memory://",
+        # Faust keeps a data directory even for the memory store; keep it out of the cwd.
+        datadir=str(settings.data_dir / "faust" / settings.app_id),
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
         web_host=settings.web_host,
@@ -140,15 +147,6 @@ def build_app(
         partitions=settings.topic_partitions,
         help="Running per-customer counts, keyed by customer_id.",
     )
-    # Long-horizon duplicate check; the recent_tx_ids list inside CustomerActivity is the
-    # one updated atomically with the counts, this one catches replays from long ago.
-    seen_tx_ids = app.Table(
-        "seen-tx-ids",
-        key_type=str,
-        value_type=int,
-        partitions=settings.topic_partitions,
-        help="tx_ids already applied to customer state.",
-    )
     built = AmlwatchApp(
         faust_app=app,
         settings=settings,
@@ -157,7 +155,6 @@ def build_app(
         dead_letter_topic=dead_letter_topic,
         by_customer_topic=by_customer_topic,
         customer_activity=customer_activity,
-        seen_tx_ids=seen_tx_ids,
     )
     _register_agents(built)
     _register_pages(built)
@@ -214,13 +211,10 @@ def _register_agents(built: AmlwatchApp) -> None:
                 await dead_letter(event, exc.reason.value, exc.message, exc.field)
                 continue
             activity = built.customer_activity.get(tx.customer_id)
-            if (
-                activity is not None and tx.tx_id in activity.recent_tx_ids
-            ) or tx.tx_id in built.seen_tx_ids:
+            if activity is not None and tx.tx_id in activity.recent_tx_ids:
                 metrics.duplicates.inc()
                 continue
             built.customer_activity[tx.customer_id] = apply_transaction(activity, tx, keep_recent)
-            built.seen_tx_ids[tx.tx_id] = 1
             metrics.processed.inc()
             metrics.latency.observe(max(0.0, time.time() - tx.event_epoch))
 

@@ -104,6 +104,9 @@ def _stop(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
 def up(
     simulate: Annotated[bool, typer.Option(help="Also run the simulator into the topic.")] = False,
     rate: Annotated[float, typer.Option(help="Simulator messages per second.")] = 50.0,
+    malformed_rate: Annotated[
+        float, typer.Option(help="Fraction of simulated messages that are malformed.")
+    ] = 0.01,
 ) -> None:
     """Start broker (when embedded) + worker (+ simulator) together; Ctrl-C stops all."""
     settings = load_settings()
@@ -124,7 +127,7 @@ def up(
         web = f"http://{settings.web_host}:{settings.web_port}"
         typer.echo(f"worker    {web}/healthz  {web}/metrics  (log: {logs / 'worker.log'})")
         if simulate:
-            arguments = ["simulate", "--rate", str(rate)]
+            arguments = ["simulate", "--rate", str(rate), "--malformed-rate", str(malformed_rate)]
             children.append(("simulator", _spawn(arguments, env, logs / "simulator.log")))
             typer.echo(f"simulator {rate:g} msg/s into '{settings.transactions_topic}'")
         typer.echo("Ctrl-C stops everything.")

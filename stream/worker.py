@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import faust
 
 from core.settings import Settings
@@ -11,6 +13,8 @@ from stream.app import build_app
 def run_worker(settings: Settings, *, broker_url: str | None = None) -> None:
     """Start the worker and block until it is stopped (SIGINT/SIGTERM)."""
     built = build_app(settings, broker_url=broker_url)
+    # Faust creates only the last component of its data directory.
+    Path(built.faust_app.conf.datadir).parent.mkdir(parents=True, exist_ok=True)
     worker = faust.Worker(
         built.faust_app,
         loglevel=settings.log_level,

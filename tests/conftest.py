@@ -147,6 +147,7 @@ class WorkerProcess:
             "AMLWATCH_TOPIC_PARTITIONS": str(PARTITIONS),
             "AMLWATCH_WEB_PORT": str(self.web_port),
             "AMLWATCH_LOG_LEVEL": "warning",
+            "AMLWATCH_DATA_DIR": str(log_path.parent / "data"),
         }
         self.process: subprocess.Popen[bytes] | None = None
 

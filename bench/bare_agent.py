@@ -1,0 +1,72 @@
+"""The framework ceiling: a Faust worker whose only agent counts messages and bytes.
+
+It uses the same broker client options as the amlwatch worker (``faust_broker_options``)
+and reads its configuration from the same ``AMLWATCH_*`` variables, so the bench can run
+it over the very topic the pipeline read and compare the two. The count is served as
+JSON at ``/count`` on the web port; there is no Prometheus sensor, no table and no
+producer traffic, which is exactly the work the pipeline does on top of this.
+
+Run: ``python bench/bare_agent.py`` (blocks until SIGINT/SIGTERM).
+"""
+
+from __future__ import annotations
+
+import json
+
+import faust
+from faust.web import Request, Response, View
+
+from core.settings import Settings
+from stream.app import faust_broker_options
+
+
+def build_bare_app(settings: Settings) -> faust.App:
+    """A Faust app with one raw-bytes topic and an agent that only counts."""
+    app = faust.App(
+        settings.app_id,
+        broker=settings.kafka_url(),
+        store="memory://",
+        # Faust writes a data directory even for the memory store: not in the cwd.
+        datadir=str(settings.data_dir / "bare-agent" / settings.app_id),
+        topic_partitions=settings.topic_partitions,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_enabled=True,
+        **faust_broker_options(settings),
+    )
+    # Raw serializers on both sides: without them Faust would JSON-decode the value and
+    # the "ceiling" would include a decode the pipeline does in its own code anyway.
+    topic = app.topic(
+        settings.transactions_topic,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    totals = {"messages": 0, "bytes": 0}
+
+    @app.agent(topic, name=f"{settings.app_id}.count")
+    async def count(stream: faust.StreamT[bytes]) -> None:
+        async for value in stream:
+            totals["messages"] += 1
+            totals["bytes"] += len(value) if value is not None else 0
+
+    @app.page("/count")
+    class Count(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(json.dumps(totals).encode(), content_type="application/json")
+
+    return app
+
+
+def main() -> None:
+    """Run the bare worker with settings from the environment."""
+    settings = Settings()
+    # Faust creates only the last level of its datadir.
+    (settings.data_dir / "bare-agent").mkdir(parents=True, exist_ok=True)
+    worker = faust.Worker(build_bare_app(settings), loglevel=settings.log_level)
+    worker.execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()
