@@ -36,16 +36,32 @@ class Settings(BaseSettings):
     )
     transactions_topic: str = "transactions"
     dead_letter_topic: str = "transactions-dlq"
+    alerts_topic: str = Field("alerts", description="Suspicious-transaction detections.")
+    reports_topic: str = Field(
+        "large-value-reports", description="Large-value report records (not alerts)."
+    )
     topic_partitions: int = Field(4, ge=1, le=1024)
     topic_replication: int = Field(1, ge=1)
     max_message_bytes: int = Field(DEFAULT_MAX_MESSAGE_BYTES, ge=1024)
-    recent_tx_ids_per_customer: int = Field(
-        256,
-        ge=16,
+    rule_pack: Path | None = Field(
+        None, description="Rule pack TOML file. Unset: the packaged 'pboc' pack."
+    )
+    customers_file: Path | None = Field(
+        None,
         description=(
-            "How many of a customer's latest tx_ids are kept beside their state, so that a "
-            "redelivery after a crash is recognised atomically with the state it changed."
+            "Customers CSV (DESIGN.md columns) the rules read customer type from; re-read "
+            "when it changes. Unknown customers are treated as natural persons."
         ),
+    )
+    watch_list_file: Path | None = Field(
+        None, description="Watch-list CSV. Unset: the packaged sample list."
+    )
+    rates_file: Path | None = Field(None, description="Currency rates CSV. Unset: packaged.")
+    country_lists_file: Path | None = Field(
+        None, description="FATF country lists TOML. Unset: packaged."
+    )
+    allowed_lateness_hours: int = Field(
+        48, ge=0, description="How late (event time) a transaction may arrive and still count."
     )
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=0, le=65535)

@@ -8,12 +8,14 @@ a message for people. It never echoes field values, which may be customer data.
 
 from __future__ import annotations
 
+import csv
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -366,12 +368,33 @@ def _country(value: Any) -> str | None:
     return value
 
 
-__all__ = [
-    "Channel",
-    "Direction",
-    "InvalidReason",
-    "InvalidTransaction",
-    "Transaction",
-    "decode_transaction",
-    "transaction_from_mapping",
-]
+@dataclass(frozen=True, slots=True)
+class CsvRowError:
+    """A transactions-file row that failed validation, located by line and field."""
+
+    source: str
+    line: int
+    error: InvalidTransaction
+
+    def __str__(self) -> str:
+        field = f", field {self.error.field!r}" if self.error.field else ""
+        return f"{self.source} line {self.line}{field}: {self.error.message}"
+
+
+def read_transactions_csv(path: Path) -> Iterator[tuple[int, Transaction | CsvRowError]]:
+    """(line, Transaction or CsvRowError) per data row of a CSV with the contract's columns.
+
+    Empty cells of optional fields mean absent; other columns are kept as extra fields.
+    """
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        for row in reader:
+            document = {
+                key: value
+                for key, value in row.items()
+                if key is not None and not (value == "" and key in OPTIONAL_FIELDS)
+            }
+            try:
+                yield reader.line_num, transaction_from_mapping(document)
+            except InvalidTransaction as exc:
+                yield reader.line_num, CsvRowError(path.name, reader.line_num, exc)

@@ -7,14 +7,21 @@ Data path::
            invalid -> transactions-dlq (original bytes, reason in headers)
            valid   -> <app_id>-transactions-by-customer (key customer_id, canonical JSON,
                       record timestamp = event time)
-      -> track_customer_activity: per-customer state in tables keyed by customer_id
+      -> apply_rules: the customer's state (table keyed by customer_id) + the rule pack
+           report detections -> large-value-reports
+           alert detections  -> alerts
 
 The re-keying step is what co-partitions every customer's transactions with their
-table entries, whatever key (or none) the upstream producer used.
+table entries, whatever key (or none) the upstream producer used. Detections are sent
+before the state is written: after a crash the transaction comes again, finds the
+state without it and fires the same detections (same ids) again, or finds it already
+applied and re-sends what it fired the first time. Either way nothing is lost and
+downstream de-duplicates by detection id.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -23,13 +30,19 @@ from typing import Any
 
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.serializers import codecs
 from faust.types import EventT, TableT
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
+from core.detection import Outcome
+from core.errors import InvalidInput
 from core.settings import Settings
-from core.transaction import InvalidTransaction, Transaction, decode_transaction
-from stream.dead_letter import UNEXPECTED_REASON, dead_letter_headers
+from core.transaction import InvalidTransaction, decode_transaction
+from rules.engine import RuleEngine
+from rules.state import CustomerState
+from stream.customers import CustomerDirectory
+from stream.dead_letter import NO_REFERENCE_DATA_REASON, UNEXPECTED_REASON, dead_letter_headers
 from stream.metrics import StreamMetrics
 
 log = logging.getLogger(__name__)
@@ -37,20 +50,21 @@ log = logging.getLogger(__name__)
 # Room for the largest message a broker normally accepts plus our DLQ headers, so a
 # refused oversized message can still be dead-lettered with its original bytes.
 PRODUCER_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+CUSTOMERS_REFRESH_SECONDS = 10.0
 
 
-class CustomerActivity(faust.Record, serializer="json"):
-    """Running per-customer state.
+class CustomerStateCodec(codecs.Codec):
+    """Table values stay CustomerState objects in memory; JSON only on the changelog."""
 
-    ``recent_tx_ids`` is written in the same table update as the counts it guards, so a
-    transaction redelivered after a crash is recognised whether or not its first
-    processing reached the changelog. It is bounded (the customer's latest N tx_ids) to
-    keep every changelog write small; a replay of something older would count again.
-    """
+    def _dumps(self, obj: Any) -> bytes:
+        return json.dumps(obj.to_dict(), separators=(",", ":")).encode()
 
-    transactions: int
-    last_event_at: float
-    recent_tx_ids: list[str]
+    def _loads(self, s: bytes) -> Any:
+        return CustomerState.from_dict(json.loads(s))
+
+
+CUSTOMER_STATE_CODEC = "amlwatch_customer_state"
+codecs.register(CUSTOMER_STATE_CODEC, CustomerStateCodec())
 
 
 @dataclass(frozen=True)
@@ -63,28 +77,16 @@ class AmlwatchApp:
     transactions_topic: faust.TopicT
     dead_letter_topic: faust.TopicT
     by_customer_topic: faust.TopicT
-    customer_activity: TableT
+    alerts_topic: faust.TopicT
+    reports_topic: faust.TopicT
+    customer_state: TableT
+    engine: RuleEngine
+    customers: CustomerDirectory
 
     def is_ready(self) -> bool:
         app = self.faust_app
         recovery = app.tables.recovery  # type: ignore[attr-defined]  # concrete TableManager
         return bool(recovery.completed.is_set() and not app.rebalancing and not app.in_recovery)
-
-
-def apply_transaction(
-    activity: CustomerActivity | None, tx: Transaction, keep_recent: int
-) -> CustomerActivity:
-    """The customer's state after ``tx`` (callers have ruled out duplicates)."""
-    if activity is None:
-        return CustomerActivity(
-            transactions=1, last_event_at=tx.event_epoch, recent_tx_ids=[tx.tx_id]
-        )
-    recent = [*activity.recent_tx_ids[-(keep_recent - 1) :], tx.tx_id]
-    return CustomerActivity(
-        transactions=activity.transactions + 1,
-        last_event_at=max(activity.last_event_at, tx.event_epoch),
-        recent_tx_ids=recent,
-    )
 
 
 def faust_broker_options(settings: Settings) -> dict[str, Any]:
@@ -108,6 +110,8 @@ def faust_broker_options(settings: Settings) -> dict[str, Any]:
 def build_app(
     settings: Settings,
     *,
+    engine: RuleEngine,
+    customers: CustomerDirectory,
     broker_url: str | None = None,
     registry: CollectorRegistry | None = None,
 ) -> AmlwatchApp:
@@ -140,12 +144,15 @@ def build_app(
     transactions_topic = app.topic(settings.transactions_topic, **topic_options)
     dead_letter_topic = app.topic(settings.dead_letter_topic, **topic_options)
     by_customer_topic = app.topic(f"{settings.app_id}-transactions-by-customer", **topic_options)
-    customer_activity = app.Table(
-        "customer-activity",
+    alerts_topic = app.topic(settings.alerts_topic, **topic_options)
+    reports_topic = app.topic(settings.reports_topic, **topic_options)
+    customer_state = app.Table(
+        "customer-state",
         key_type=str,
-        value_type=CustomerActivity,
+        value_type=None,
+        value_serializer=CUSTOMER_STATE_CODEC,
         partitions=settings.topic_partitions,
-        help="Running per-customer counts, keyed by customer_id.",
+        help="Per-customer rule state (recent transactions, daily totals), by customer_id.",
     )
     built = AmlwatchApp(
         faust_app=app,
@@ -154,10 +161,15 @@ def build_app(
         transactions_topic=transactions_topic,
         dead_letter_topic=dead_letter_topic,
         by_customer_topic=by_customer_topic,
-        customer_activity=customer_activity,
+        alerts_topic=alerts_topic,
+        reports_topic=reports_topic,
+        customer_state=customer_state,
+        engine=engine,
+        customers=customers,
     )
     _register_agents(built)
     _register_pages(built)
+    _register_timers(built)
     return built
 
 
@@ -200,9 +212,9 @@ def _register_agents(built: AmlwatchApp) -> None:
                 timestamp=tx.event_epoch,
             )
 
-    @app.agent(built.by_customer_topic, name=f"{settings.app_id}.track_customer_activity")
-    async def track_customer_activity(stream: faust.StreamT[bytes]) -> None:
-        keep_recent = settings.recent_tx_ids_per_customer
+    @app.agent(built.by_customer_topic, name=f"{settings.app_id}.apply_rules")
+    async def apply_rules(stream: faust.StreamT[bytes]) -> None:
+        engine, table = built.engine, built.customer_state
         async for event in stream.events():
             try:
                 tx = decode_transaction(event.message.value, max_bytes=PRODUCER_MAX_REQUEST_BYTES)
@@ -210,13 +222,53 @@ def _register_agents(built: AmlwatchApp) -> None:
                 # Only a foreign producer writing to our internal topic gets here.
                 await dead_letter(event, exc.reason.value, exc.message, exc.field)
                 continue
-            activity = built.customer_activity.get(tx.customer_id)
-            if activity is not None and tx.tx_id in activity.recent_tx_ids:
+            state = table.get(tx.customer_id)
+            if state is None:
+                state = CustomerState()
+            try:
+                result = engine.process(state, tx, built.customers.get(tx.customer_id))
+            except InvalidInput as exc:
+                # Valid by contract but not processable here, e.g. no rate for its currency.
+                await dead_letter(event, NO_REFERENCE_DATA_REASON, str(exc), None)
+                continue
+            for detection in result.detections:
+                topic = (
+                    built.reports_topic
+                    if detection.outcome is Outcome.REPORT
+                    else built.alerts_topic
+                )
+                await topic.send(
+                    key=detection.customer_id.encode(),
+                    value=json.dumps(detection.to_dict(), ensure_ascii=False).encode(),
+                )
+                if not result.duplicate:
+                    metrics.detections.labels(
+                        rule_id=detection.detector,
+                        outcome=detection.outcome.value,
+                        severity=detection.severity.value,
+                    ).inc()
+            if result.duplicate:
                 metrics.duplicates.inc()
                 continue
-            built.customer_activity[tx.customer_id] = apply_transaction(activity, tx, keep_recent)
+            table[tx.customer_id] = state
             metrics.processed.inc()
             metrics.latency.observe(max(0.0, time.time() - tx.event_epoch))
+
+
+def _register_timers(built: AmlwatchApp) -> None:
+    app = built.faust_app
+
+    @app.task
+    async def load_customers() -> None:
+        await asyncio.to_thread(built.customers.refresh)
+
+    @app.timer(interval=CUSTOMERS_REFRESH_SECONDS)
+    async def refresh_customers() -> None:
+        # An exception escaping a Faust timer stops the worker: contain it.
+        try:
+            await asyncio.to_thread(built.customers.refresh)
+        except Exception:
+            log.exception("refreshing the customers file failed; keeping the previous one")
 
 
 def _register_pages(built: AmlwatchApp) -> None:
@@ -235,14 +287,15 @@ def _register_pages(built: AmlwatchApp) -> None:
 
         async def get(self, request: Request) -> Response:
             wanted = request.query.get("customer_id")
-            table = built.customer_activity
+            table = built.customer_state
             items = [(wanted, table.get(wanted))] if wanted else list(table.items())
             body = {
                 customer_id: {
-                    "transactions": activity.transactions,
-                    "last_event_at": activity.last_event_at,
+                    "transactions": state.transactions,
+                    "last_event_at": state.last_event_at,
+                    "transactions_retained": len(state.events),
                 }
-                for customer_id, activity in items
-                if activity is not None
+                for customer_id, state in items
+                if state is not None
             }
             return self.bytes(json.dumps(body).encode(), content_type="application/json")

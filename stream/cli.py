@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
-from core.settings import Settings
 from stream.broker import EmbeddedBroker
+from stream.cli_settings import load_settings
 
 cli = typer.Typer(
     name="amlwatch",
@@ -23,17 +22,6 @@ cli = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals may hold customer data
 )
-
-
-def load_settings() -> Settings:
-    """Settings from the environment, or a readable error and exit code 2."""
-    try:
-        return Settings()
-    except ValidationError as exc:
-        for error in exc.errors():
-            name = "AMLWATCH_" + "_".join(str(part) for part in error["loc"]).upper()
-            typer.echo(f"error: {name}: {error['msg']}", err=True)
-        raise typer.Exit(2) from None
 
 
 @cli.command()
@@ -151,13 +139,17 @@ def up(
             embedded.stop()
 
 
-def _register_simulate() -> None:
+def _register_commands() -> None:
+    from stream.backtest_command import backtest
+    from stream.rules_command import rules_cli
     from stream.simulate_command import simulate
 
     cli.command("simulate")(simulate)
+    cli.command("backtest")(backtest)
+    cli.add_typer(rules_cli, name="rules")
 
 
-_register_simulate()
+_register_commands()
 
 
 def main() -> None:

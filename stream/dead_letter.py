@@ -11,6 +11,8 @@ from collections.abc import Mapping
 
 HEADER_PREFIX = "amlwatch.dlq."
 UNEXPECTED_REASON = "unexpected"
+# Valid by contract, but reference data to process it is missing (e.g. a currency rate).
+NO_REFERENCE_DATA_REASON = "no_reference_data"
 
 
 def dead_letter_headers(

@@ -16,6 +16,7 @@ class StreamMetrics:
     processed: Counter
     dead_lettered: Counter
     duplicates: Counter
+    detections: Counter
     latency: Histogram
 
     @classmethod
@@ -38,6 +39,12 @@ class StreamMetrics:
             duplicates=Counter(
                 "amlwatch_transactions_duplicate",
                 "Redelivered transactions recognised by tx_id and skipped.",
+                registry=registry,
+            ),
+            detections=Counter(
+                "amlwatch_detections",
+                "Rule detections emitted, by rule, outcome (report/alert) and severity.",
+                ["rule_id", "outcome", "severity"],
                 registry=registry,
             ),
             latency=Histogram(

@@ -24,7 +24,6 @@ from zoneinfo import ZoneInfo
 import typer
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -36,6 +35,7 @@ from rich.progress import (
 )
 
 from core.settings import Settings
+from stream.cli_settings import load_settings
 from stream.simulator import (
     DEFAULT_SCENARIO_RATE,
     TOO_LARGE_PAYLOAD_BYTES,
@@ -402,11 +402,7 @@ def simulate(
             param_hint="'--managers'",
         )
 
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        typer.echo(f"error: invalid AMLWATCH_* settings: {exc}", err=True)
-        raise typer.Exit(2) from None
+    settings = load_settings()
     tz = ZoneInfo(settings.bank_timezone)
     if seed is None:
         seed = random.SystemRandom().randrange(2**32)

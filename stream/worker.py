@@ -8,11 +8,18 @@ import faust
 
 from core.settings import Settings
 from stream.app import build_app
+from stream.customers import CustomerDirectory
+from stream.detection_engine import build_rule_engine
 
 
 def run_worker(settings: Settings, *, broker_url: str | None = None) -> None:
     """Start the worker and block until it is stopped (SIGINT/SIGTERM)."""
-    built = build_app(settings, broker_url=broker_url)
+    built = build_app(
+        settings,
+        engine=build_rule_engine(settings),
+        customers=CustomerDirectory(settings.customers_file),
+        broker_url=broker_url,
+    )
     # Faust creates only the last component of its data directory.
     Path(built.faust_app.conf.datadir).parent.mkdir(parents=True, exist_ok=True)
     worker = faust.Worker(

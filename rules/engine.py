@@ -1,0 +1,211 @@
+"""The rule engine: one code path from a transaction and its customer's state to detections.
+
+The live stream and the backtest both call :meth:`RuleEngine.process` with the same
+kind of :class:`~rules.state.CustomerState`; nothing here knows about Kafka, files or
+clocks. Detections are emitted at most once per key:
+
+- ``report`` rules: once per customer, bank-local day, direction and rule (a PBoC
+  large-value report lists every transaction of that day that makes up the total);
+- ``alert`` rules: at most once per customer and rule within the rule's cool-down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, tzinfo
+from decimal import Decimal
+from typing import Any
+
+from core.customer import Customer
+from core.detection import Detection, Outcome, detection_id
+from core.transaction import Transaction
+from rules.expressions import EvalContext
+from rules.pack import Rule, RulePack, customer_type_of
+from rules.reference_data import CountryLists, RateTable
+from rules.screening import WatchList
+from rules.state import CustomerState, TxEvent
+
+RECENT_DETECTIONS_KEPT = 32
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Dated reference data the rules read (rates, country lists, watch list, calendar)."""
+
+    rates: RateTable
+    country_lists: CountryLists
+    watch_list: WatchList
+    timezone: tzinfo
+    home_currency: str = "CNY"
+    bank_country: str = "CN"
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    detections: tuple[Detection, ...]
+    duplicate: bool
+
+
+class RuleEngine:
+    """Applies a transaction to its customer's state and evaluates the pack."""
+
+    def __init__(self, pack: RulePack, reference: Reference, *, lateness_hours: int = 48) -> None:
+        self.pack = pack
+        self.reference = reference
+        self.lateness_hours = lateness_hours
+        # Events must stay for the longest window, plus late arrivals that still count.
+        self.retention_seconds = (pack.longest_window_hours + lateness_hours) * 3600.0
+        self.daily_days = max(pack.baseline_days, pack.longest_window_hours // 24) + 2
+        self.fired_seconds = (
+            max(
+                self.retention_seconds,
+                max((rule.cooldown_hours for rule in pack.rules), default=0) * 3600.0,
+            )
+            + 2 * 86_400
+        )
+
+    def to_event(self, tx: Transaction) -> TxEvent:
+        """The state's view of ``tx``: bank-local day, amounts in CNY and USD."""
+        reference = self.reference
+        local = tx.timestamp.astimezone(reference.timezone)
+        country = tx.counterparty_country
+        return TxEvent(
+            tx_id=tx.tx_id,
+            at=tx.event_epoch,
+            day=local.date().toordinal(),
+            direction=tx.direction,
+            channel=tx.channel,
+            currency=tx.currency,
+            amount_cny=reference.rates.to_cny(tx.amount, tx.currency),
+            amount_usd=reference.rates.to_usd(tx.amount, tx.currency),
+            counterparty=tx.counterparty_id or tx.counterparty_name,
+            country=country,
+            cross_border=country is not None and country != reference.bank_country,
+        )
+
+    def process(
+        self, state: CustomerState, tx: Transaction, customer: Customer | None
+    ) -> ProcessResult:
+        """Apply ``tx`` to ``state`` (in place) and return what it triggered.
+
+        A transaction already in the state is a redelivery: the state is left alone and
+        the detections it triggered the first time are returned again (their ids are
+        stable, so downstream de-duplicates them).
+        """
+        if state.has_seen(tx.tx_id):
+            again = tuple(
+                Detection.from_dict(document)
+                for document in state.recent_detections
+                if document["trigger_tx_id"] == tx.tx_id
+            )
+            return ProcessResult(again, duplicate=True)
+        event = self.to_event(tx)
+        previous = state.last_event_at
+        state.add(event)
+        local_time = tx.timestamp.astimezone(self.reference.timezone)
+        ctx = EvalContext(
+            tx=tx,
+            event=event,
+            customer=customer,
+            state=state,
+            reference=self.reference,
+            previous_event_at=previous,
+            local_time=local_time,
+        )
+        customer_type = customer_type_of(customer)
+        home = self.reference.home_currency
+        detections: list[Detection] = []
+        for rule in self.pack.rules:
+            if not rule.applies_to.admits(tx, customer_type, event.cross_border, home):
+                continue
+            detection = self._evaluate(rule, ctx)
+            if detection is not None:
+                detections.append(detection)
+        if detections:
+            state.recent_detections.extend(d.to_dict() for d in detections)
+            del state.recent_detections[:-RECENT_DETECTIONS_KEPT]
+        newest = state.last_event_at or event.at
+        state.expire(
+            now=newest,
+            today=datetime.fromtimestamp(newest, self.reference.timezone).date().toordinal(),
+            retention_seconds=self.retention_seconds,
+            daily_days=self.daily_days,
+            fired_seconds=self.fired_seconds,
+        )
+        return ProcessResult(tuple(detections), duplicate=False)
+
+    def _evaluate(self, rule: Rule, ctx: EvalContext) -> Detection | None:
+        ctx.params = rule.params
+        ctx.values = {}
+        ctx.pending_values = rule.values
+        ctx.touched = []
+        ctx.notes = {}
+        if not rule.when(ctx):
+            return None
+        event, state = ctx.event, ctx.state
+        day = date.fromordinal(event.day)
+        if rule.outcome is Outcome.REPORT:
+            key = f"{rule.id}|{day.isoformat()}|{event.direction.value}"
+            if key in state.fired:
+                return None
+            identity = (day.isoformat(), event.direction.value)
+        else:
+            key = rule.id
+            fired_at = state.fired.get(key)
+            if fired_at is not None and event.at - fired_at < rule.cooldown_hours * 3600:
+                return None
+            identity = (event.tx_id,)
+        state.fired[key] = event.at
+        # Every value goes into the reason and the evidence, not only those `when` needed.
+        for name, compute in rule.values.items():
+            if name not in ctx.values:
+                ctx.values[name] = compute(ctx)
+        evidence = {e.tx_id: e for selection in ctx.touched for e in selection}
+        evidence[event.tx_id] = event
+        tx_ids = tuple(e.tx_id for e in sorted(evidence.values(), key=lambda e: (e.at, e.tx_id)))
+        facts = self._facts(rule, ctx, day, len(tx_ids))
+        score = float(ctx.notes["watchlist_score"]) if "watchlist_score" in ctx.notes else 1.0
+        return Detection(
+            detection_id=detection_id(rule.id, str(rule.version), ctx.tx.customer_id, *identity),
+            detector=rule.id,
+            detector_version=str(rule.version),
+            outcome=rule.outcome,
+            severity=rule.severity,
+            customer_id=ctx.tx.customer_id,
+            trigger_tx_id=event.tx_id,
+            tx_ids=tx_ids,
+            reasons=(f"{rule.title}: {rule.reason.format(**facts)}",),
+            created_at=ctx.tx.timestamp,
+            bank_day=day,
+            score=score,
+            values={name: _text(value) for name, value in ctx.values.items()} | ctx.notes,
+            pack=self.pack.label,
+        )
+
+    def _facts(self, rule: Rule, ctx: EvalContext, day: date, tx_count: int) -> dict[str, Any]:
+        tx, event = ctx.tx, ctx.event
+        facts: dict[str, Any] = {
+            "direction": "inflow" if event.direction.value == "in" else "outflow",
+            "channel": tx.channel.value,
+            "currency": tx.currency,
+            "amount": tx.amount,
+            "amount_cny": event.amount_cny,
+            "day": day.isoformat(),
+            "tx_count": tx_count,
+            "country": "",
+            "fatf_list": "",
+            "fatf_as_of": "",
+            "watchlist_entry": "",
+            "watchlist_list": "",
+            "watchlist_score": "",
+        }
+        facts.update(ctx.notes)
+        facts.update(rule.params)
+        facts.update(ctx.values)
+        return facts
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f") if value == value.to_integral() else str(value)
+    return str(value)

@@ -1,0 +1,365 @@
+"""The condition language of rule packs: a small AST as nested arrays, one evaluator per function.
+
+A node is ``["function", arg, ...]``; integers are numbers (Decimal), strings are
+strings, ``true``/``false`` are booleans. Floats are refused: write decimals as strings
+in ``params`` (``threshold = "49999.99"``). Some arguments must be literals, checked
+when the pack loads: a unit (``"CNY"``, ``"USD"``), a number of hours, a filter table
+(``{ direction = "same", channels = ["cash"], currencies = "foreign" }``), a name.
+
+Every function is registered once in :data:`FUNCTIONS` with its argument kinds and
+result kind, so a pack is type-checked at load time and fails with the path of the
+offending node. Compiling turns each node into a closure; evaluating a rule is then a
+chain of plain calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from core.customer import Customer
+from core.errors import InvalidInput
+from core.transaction import Channel, Direction, Transaction
+from rules.state import CustomerState, TxEvent
+
+if TYPE_CHECKING:
+    from rules.engine import Reference
+
+
+class Kind(StrEnum):
+    """What an expression yields, or what literal an argument must be."""
+
+    NUMBER = "number"
+    BOOL = "bool"
+    STRING = "string"
+    ANY = "any"
+    # Literal-only argument kinds:
+    UNIT = "unit"
+    HOURS = "hours"
+    FILTER = "filter"
+    STRINGS = "list of strings"
+    NAME = "name"
+    DIRECTION = "direction"
+
+
+LITERAL_KINDS = frozenset(
+    {Kind.UNIT, Kind.HOURS, Kind.FILTER, Kind.STRINGS, Kind.NAME, Kind.DIRECTION}
+)
+UNITS = ("CNY", "USD")
+TX_FIELDS = (
+    "direction",
+    "channel",
+    "currency",
+    "counterparty_id",
+    "counterparty_country",
+)
+CUSTOMER_FIELDS = ("type", "risk_rating", "country")
+
+
+class ExpressionError(InvalidInput):
+    """A condition that does not compile; ``path`` locates the node (e.g. ``when[2][1]``)."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+@dataclass(slots=True)
+class EvalContext:
+    """What one rule evaluation can see: the transaction, its customer and their state."""
+
+    tx: Transaction
+    event: TxEvent
+    customer: Customer | None
+    state: CustomerState
+    reference: Reference
+    previous_event_at: float | None
+    local_time: datetime
+    params: Mapping[str, Any] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)
+    pending_values: Mapping[str, Callable[[EvalContext], Any]] = field(default_factory=dict)
+    # The event selections a rule's aggregates looked at: its evidence.
+    touched: list[list[TxEvent]] = field(default_factory=list)
+    notes: dict[str, str] = field(default_factory=dict)
+    # Shared by every rule evaluated for the same transaction.
+    cache: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+    selections: dict[tuple[Any, ...], list[TxEvent]] = field(default_factory=dict)
+
+
+Compiled = Callable[[EvalContext], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which of the customer's events an aggregate counts."""
+
+    direction: str = "same"  # same | opposite | in | out | any
+    channels: frozenset[Channel] | None = None
+    currencies: frozenset[str] | str | None = None  # codes, or "domestic" / "foreign"
+    cross_border: bool | None = None
+    min_cny: Decimal | None = None
+    below_cny: Decimal | None = None
+    multiple_of: Decimal | None = None  # round amounts, in CNY
+
+    def direction_for(self, tx_direction: Direction) -> Direction | None:
+        match self.direction:
+            case "same":
+                return tx_direction
+            case "opposite":
+                return Direction.OUT if tx_direction is Direction.IN else Direction.IN
+            case "in":
+                return Direction.IN
+            case "out":
+                return Direction.OUT
+        return None
+
+    def matcher(self, tx_direction: Direction, home_currency: str) -> Callable[[TxEvent], bool]:
+        """A predicate over events for a transaction in ``tx_direction``."""
+        direction = self.direction_for(tx_direction)
+        channels, currencies = self.channels, self.currencies
+        cross_border, low, below = self.cross_border, self.min_cny, self.below_cny
+        step = self.multiple_of
+
+        def matches(event: TxEvent) -> bool:
+            if direction is not None and event.direction is not direction:
+                return False
+            if channels is not None and event.channel not in channels:
+                return False
+            if currencies == "domestic":
+                if event.currency != home_currency:
+                    return False
+            elif currencies == "foreign":
+                if event.currency == home_currency:
+                    return False
+            elif currencies is not None and event.currency not in currencies:
+                return False
+            if cross_border is not None and event.cross_border is not cross_border:
+                return False
+            if low is not None and event.amount_cny < low:
+                return False
+            if below is not None and event.amount_cny >= below:
+                return False
+            return step is None or event.amount_cny % step == 0
+
+        return matches
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionSpec:
+    name: str
+    params: tuple[Kind, ...]
+    returns: Kind
+    evaluate: Callable[..., Any]
+    doc: str
+    variadic: bool = False  # the last param kind repeats (at least once)
+
+
+FUNCTIONS: dict[str, FunctionSpec] = {}
+
+
+def register(
+    name: str, params: tuple[Kind, ...], returns: Kind, *, variadic: bool = False
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add a function to the vocabulary; a second registration of a name is refused."""
+
+    def decorate(evaluate: Callable[..., Any]) -> Callable[..., Any]:
+        if name in FUNCTIONS:
+            raise ValueError(f"function {name!r} is registered twice")
+        FUNCTIONS[name] = FunctionSpec(
+            name, params, returns, evaluate, (evaluate.__doc__ or "").strip(), variadic
+        )
+        return evaluate
+
+    return decorate
+
+
+# --------------------------------------------------------------------------- compiling
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Names a rule's expressions may refer to, with their kinds."""
+
+    params: Mapping[str, Kind]
+    values: Mapping[str, Kind]
+
+
+def literal_kind(value: Any) -> Kind:
+    """The kind of a TOML literal used as a constant or parameter."""
+    if isinstance(value, bool):
+        return Kind.BOOL
+    if isinstance(value, (int, Decimal)):
+        return Kind.NUMBER
+    if isinstance(value, str):
+        return Kind.STRING
+    raise TypeError(type(value).__name__)
+
+
+def compile_expression(raw: Any, scope: Scope, path: str = "when") -> tuple[Compiled, Kind]:
+    """Type-check ``raw`` against the vocabulary and return its closure and result kind."""
+    if isinstance(raw, bool):
+        return (lambda ctx, constant=raw: constant), Kind.BOOL
+    if isinstance(raw, int):
+        number = Decimal(raw)
+        return (lambda ctx: number), Kind.NUMBER
+    if isinstance(raw, float):
+        raise ExpressionError(path, f'floats are not allowed; write "{raw}" as a string param')
+    if isinstance(raw, str):
+        return (lambda ctx, constant=raw: constant), Kind.STRING
+    if not isinstance(raw, list) or not raw:
+        raise ExpressionError(path, f"expected [function, args...], got {_describe(raw)}")
+    name, *args = raw
+    if not isinstance(name, str):
+        raise ExpressionError(path, "a node must start with a function name")
+    spec = FUNCTIONS.get(name)
+    if spec is None:
+        raise ExpressionError(f"{path}[0]", f"unknown function {name!r}")
+    kinds = _expected_kinds(spec, len(args), path)
+    compiled_args = [
+        _compile_argument(arg, kind, scope, f"{path}[{index + 1}]", spec)
+        for index, (arg, kind) in enumerate(zip(args, kinds, strict=True))
+    ]
+    returns = spec.returns
+    if name == "param":
+        returns = scope.params[args[0]]
+    elif name == "value":
+        returns = scope.values[args[0]]
+    evaluate = spec.evaluate
+    return (lambda ctx: evaluate(ctx, *compiled_args)), returns
+
+
+def _expected_kinds(spec: FunctionSpec, count: int, path: str) -> tuple[Kind, ...]:
+    if spec.variadic:
+        fixed = len(spec.params) - 1
+        if count < len(spec.params):
+            raise ExpressionError(
+                path, f"{spec.name} takes at least {len(spec.params)} argument(s), got {count}"
+            )
+        return spec.params[:fixed] + (spec.params[-1],) * (count - fixed)
+    if count != len(spec.params):
+        raise ExpressionError(
+            path, f"{spec.name} takes {len(spec.params)} argument(s), got {count}"
+        )
+    return spec.params
+
+
+def _compile_argument(raw: Any, kind: Kind, scope: Scope, path: str, spec: FunctionSpec) -> Any:
+    if kind in LITERAL_KINDS:
+        return _literal_argument(raw, kind, scope, path, spec)
+    compiled, actual = compile_expression(raw, scope, path)
+    if kind is not Kind.ANY and actual is not Kind.ANY and actual is not kind:
+        raise ExpressionError(path, f"{spec.name} needs a {kind} here, got a {actual}")
+    return compiled
+
+
+def _literal_argument(raw: Any, kind: Kind, scope: Scope, path: str, spec: FunctionSpec) -> Any:
+    match kind:
+        case Kind.UNIT:
+            if raw not in UNITS:
+                raise ExpressionError(path, f"unit must be one of {', '.join(UNITS)}")
+            return raw
+        case Kind.HOURS:
+            if isinstance(raw, bool) or not isinstance(raw, int) or not 0 < raw <= 24 * 400:
+                raise ExpressionError(path, "hours must be a whole number from 1 to 9600")
+            return raw
+        case Kind.STRINGS:
+            if not isinstance(raw, list) or not all(isinstance(item, str) for item in raw):
+                raise ExpressionError(path, "expected a list of strings")
+            return frozenset(raw)
+        case Kind.FILTER:
+            return compile_filter(raw, path)
+        case Kind.NAME:
+            return _check_name(raw, scope, path, spec)
+        case Kind.DIRECTION:
+            if raw not in ("in", "out"):
+                raise ExpressionError(path, 'direction must be "in" or "out"')
+            return raw
+    raise AssertionError(kind)
+
+
+def _check_name(raw: Any, scope: Scope, path: str, spec: FunctionSpec) -> str:
+    allowed: Mapping[str, Any] | tuple[str, ...]
+    if spec.name == "param":
+        allowed, what = scope.params, "parameter"
+    elif spec.name == "value":
+        allowed, what = scope.values, "value"
+    elif spec.name == "tx_field":
+        allowed, what = TX_FIELDS, "transaction field"
+    elif spec.name == "customer_field":
+        allowed, what = CUSTOMER_FIELDS, "customer field"
+    else:
+        raise AssertionError(spec.name)
+    if not isinstance(raw, str) or raw not in allowed:
+        known = ", ".join(sorted(allowed)) or "none"
+        raise ExpressionError(path, f"unknown {what} {raw!r} (known: {known})")
+    return raw
+
+
+FILTER_KEYS = (
+    "direction",
+    "channels",
+    "currencies",
+    "cross_border",
+    "min_cny",
+    "below_cny",
+    "multiple_of",
+)
+
+
+def compile_filter(raw: Any, path: str) -> EventFilter:
+    """Validate a filter table into an :class:`EventFilter`."""
+    if not isinstance(raw, dict):
+        raise ExpressionError(path, 'expected a filter table like { channels = ["cash"] }')
+    unknown = sorted(set(raw) - set(FILTER_KEYS))
+    if unknown:
+        raise ExpressionError(
+            f"{path}.{unknown[0]}", f"unknown filter key (known: {', '.join(FILTER_KEYS)})"
+        )
+    direction = raw.get("direction", "same")
+    if direction not in ("same", "opposite", "in", "out", "any"):
+        raise ExpressionError(f"{path}.direction", "must be same, opposite, in, out or any")
+    channels = None
+    if "channels" in raw:
+        try:
+            channels = frozenset(Channel(item) for item in raw["channels"])
+        except (ValueError, TypeError):
+            allowed = ", ".join(channel.value for channel in Channel)
+            raise ExpressionError(f"{path}.channels", f"channels are: {allowed}") from None
+    currencies = raw.get("currencies")
+    if isinstance(currencies, list):
+        currencies = frozenset(str(item) for item in currencies)
+    elif currencies not in (None, "domestic", "foreign"):
+        raise ExpressionError(f"{path}.currencies", 'a list of codes, "domestic" or "foreign"')
+    cross_border = raw.get("cross_border")
+    if cross_border is not None and not isinstance(cross_border, bool):
+        raise ExpressionError(f"{path}.cross_border", "must be true or false")
+    bounds: dict[str, Decimal | None] = {}
+    for key in ("min_cny", "below_cny", "multiple_of"):
+        value = raw.get(key)
+        if value is None:
+            bounds[key] = None
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ExpressionError(f"{path}.{key}", "must be an integer or a decimal string")
+        try:
+            bounds[key] = Decimal(value)
+        except ArithmeticError:
+            raise ExpressionError(f"{path}.{key}", "is not a decimal number") from None
+    return EventFilter(
+        direction=direction,
+        channels=channels,
+        currencies=currencies,
+        cross_border=cross_border,
+        min_cny=bounds["min_cny"],
+        below_cny=bounds["below_cny"],
+        multiple_of=bounds["multiple_of"] or None,
+    )
+
+
+def _describe(raw: Any) -> str:
+    return "an empty list" if raw == [] else type(raw).__name__

@@ -1,0 +1,1 @@
+"""Rule packs shipped with amlwatch (TOML data files)."""

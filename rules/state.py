@@ -1,0 +1,196 @@
+"""Per-customer state the rules read: recent transactions, daily totals, what already fired.
+
+The same code keeps this state in the live stream (one value per customer in a Faust
+table) and in the backtest (a dict), which is what makes the two give the same
+detections. Everything is keyed on the transaction's own event time, never on the
+broker's or the wall clock, and everything expires so the state stays bounded:
+
+- ``events``: the customer's transactions of the last ``retention`` (the longest
+  window any rule uses plus the allowed lateness), sorted by event time. Their tx_ids
+  also make every update idempotent: a redelivered transaction is recognised.
+- ``daily``: per bank-local day and direction, counts and CNY totals, kept longer for
+  behavioural baselines.
+- ``fired``: dedupe keys of detections already emitted (report once per
+  customer-day-direction-criterion; alert cool-downs), and ``recent_detections`` so
+  a redelivered transaction re-emits exactly what it emitted the first time.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from core.transaction import Channel, Direction
+
+
+@dataclass(frozen=True, slots=True)
+class TxEvent:
+    """The parts of one applied transaction that windows and evidence need."""
+
+    tx_id: str
+    at: float  # event time, POSIX seconds
+    day: int  # bank-local day, date.toordinal()
+    direction: Direction
+    channel: Channel
+    currency: str
+    amount_cny: Decimal
+    amount_usd: Decimal
+    counterparty: str | None
+    country: str | None
+    cross_border: bool
+
+    def to_list(self) -> list[Any]:
+        return [
+            self.tx_id,
+            self.at,
+            self.day,
+            self.direction.value,
+            self.channel.value,
+            self.currency,
+            str(self.amount_cny),
+            str(self.amount_usd),
+            self.counterparty,
+            self.country,
+            self.cross_border,
+        ]
+
+    @classmethod
+    def from_list(cls, item: list[Any]) -> TxEvent:
+        return cls(
+            tx_id=item[0],
+            at=float(item[1]),
+            day=int(item[2]),
+            direction=Direction(item[3]),
+            channel=Channel(item[4]),
+            currency=item[5],
+            amount_cny=Decimal(item[6]),
+            amount_usd=Decimal(item[7]),
+            counterparty=item[8],
+            country=item[9],
+            cross_border=bool(item[10]),
+        )
+
+
+@dataclass(slots=True)
+class DailyTotals:
+    count_in: int = 0
+    count_out: int = 0
+    cny_in: Decimal = Decimal(0)
+    cny_out: Decimal = Decimal(0)
+
+    def add(self, event: TxEvent) -> None:
+        if event.direction is Direction.IN:
+            self.count_in += 1
+            self.cny_in += event.amount_cny
+        else:
+            self.count_out += 1
+            self.cny_out += event.amount_cny
+
+    def total(self, direction: Direction | None) -> Decimal:
+        if direction is Direction.IN:
+            return self.cny_in
+        if direction is Direction.OUT:
+            return self.cny_out
+        return self.cny_in + self.cny_out
+
+
+@dataclass(slots=True)
+class CustomerState:
+    """Everything the rules know about one customer; JSON-serialisable, bounded."""
+
+    transactions: int = 0
+    first_event_at: float | None = None
+    last_event_at: float | None = None
+    events: list[TxEvent] = field(default_factory=list)
+    daily: dict[int, DailyTotals] = field(default_factory=dict)
+    fired: dict[str, float] = field(default_factory=dict)
+    recent_detections: list[dict[str, Any]] = field(default_factory=list)
+    _event_times: list[tuple[float, str]] = field(default_factory=list, repr=False)
+    _tx_ids: set[str] = field(default_factory=set, repr=False)
+
+    def __post_init__(self) -> None:
+        self._reindex()
+
+    def _reindex(self) -> None:
+        self._event_times = [(event.at, event.tx_id) for event in self.events]
+        self._tx_ids = {event.tx_id for event in self.events}
+
+    def has_seen(self, tx_id: str) -> bool:
+        """Whether ``tx_id`` was already applied (within the retention window)."""
+        return tx_id in self._tx_ids
+
+    def add(self, event: TxEvent) -> None:
+        """Insert ``event`` in event-time order and update the running figures."""
+        key = (event.at, event.tx_id)
+        index = bisect.bisect_right(self._event_times, key)
+        self._event_times.insert(index, key)
+        self.events.insert(index, event)
+        self._tx_ids.add(event.tx_id)
+        self.daily.setdefault(event.day, DailyTotals()).add(event)
+        self.transactions += 1
+        if self.first_event_at is None or event.at < self.first_event_at:
+            self.first_event_at = event.at
+        if self.last_event_at is None or event.at > self.last_event_at:
+            self.last_event_at = event.at
+
+    def window(self, start: float, end: float) -> list[TxEvent]:
+        """Events with ``start <= at <= end``."""
+        low = bisect.bisect_left(self._event_times, (start, ""))
+        high = bisect.bisect_right(self._event_times, (end, "\U0010ffff"))
+        return self.events[low:high]
+
+    def expire(
+        self,
+        *,
+        now: float,
+        today: int,
+        retention_seconds: float,
+        daily_days: int,
+        fired_seconds: float,
+    ) -> None:
+        """Drop what no rule can look at any more, relative to event time ``now``/``today``."""
+        cutoff = now - retention_seconds
+        if self.events and self.events[0].at < cutoff:
+            keep_from = bisect.bisect_left(self._event_times, (cutoff, ""))
+            for event in self.events[:keep_from]:
+                self._tx_ids.discard(event.tx_id)
+            del self.events[:keep_from]
+            del self._event_times[:keep_from]
+        if self.daily:
+            oldest_day = today - daily_days
+            for day in [day for day in self.daily if day < oldest_day]:
+                del self.daily[day]
+        fired_cutoff = now - fired_seconds
+        for key in [key for key, at in self.fired.items() if at < fired_cutoff]:
+            del self.fired[key]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "transactions": self.transactions,
+            "first_event_at": self.first_event_at,
+            "last_event_at": self.last_event_at,
+            "events": [event.to_list() for event in self.events],
+            "daily": {
+                str(day): [t.count_in, t.count_out, str(t.cny_in), str(t.cny_out)]
+                for day, t in self.daily.items()
+            },
+            "fired": self.fired,
+            "recent_detections": self.recent_detections,
+        }
+
+    @classmethod
+    def from_dict(cls, document: dict[str, Any]) -> CustomerState:
+        return cls(
+            transactions=int(document["transactions"]),
+            first_event_at=document.get("first_event_at"),
+            last_event_at=document.get("last_event_at"),
+            events=[TxEvent.from_list(item) for item in document.get("events", [])],
+            daily={
+                int(day): DailyTotals(int(v[0]), int(v[1]), Decimal(v[2]), Decimal(v[3]))
+                for day, v in document.get("daily", {}).items()
+            },
+            fired={str(k): float(v) for k, v in document.get("fired", {}).items()},
+            recent_detections=list(document.get("recent_detections", [])),
+        )
