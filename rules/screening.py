@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -37,8 +38,9 @@ DEFAULT_THRESHOLD = 0.85
 DEFAULT_CACHE_SIZE = 65_536
 # Longer input is cut: no real name is this long, and difflib is quadratic in the worst case.
 MAX_NAME_LENGTH = 300
-# Word-order variants of an alias are precomputed up to this many words (4! = 24 each).
-MAX_PERMUTED_WORDS = 4
+# Word-order variants (rotations: the surname moved from front to back, or back to
+# front) are precomputed for aliases of up to this many words.
+MAX_ROTATED_WORDS = 4
 # How close a word of a listed name must come to a word of the screened name, on top of
 # the whole-name score (see _words_covered).
 WORD_MATCH = 0.75
@@ -144,16 +146,18 @@ def _segments(name: str) -> list[_Segment]:
         )
     # Apostrophes mark aspiration in Wade-Giles (ch'en): they join, never split, a word.
     text = text.translate(_APOSTROPHES).replace("&", " and ")
-    segments: list[_Segment] = []
+    # Runs of one script: dense runs are glued together, other words are kept apart.
+    runs: list[tuple[bool, list[str]]] = []
     for word in _SEPARATORS.split(text):
         for dense, run in _script_runs(word):
-            if dense and segments and segments[-1].dense:
-                segments[-1] = _Segment(True, (segments[-1].words[0] + run,))
-            elif not dense and segments and not segments[-1].dense:
-                segments[-1] = _Segment(False, (*segments[-1].words, run))
+            if runs and runs[-1][0] is dense:
+                runs[-1][1].append(run)
             else:
-                segments.append(_Segment(dense, (run,)))
-    return [_strip_legal_forms(segment) for segment in segments]
+                runs.append((dense, [run]))
+    return [
+        _strip_legal_forms(_Segment(dense, ("".join(words),) if dense else tuple(words)))
+        for dense, words in runs
+    ]
 
 
 def _script_runs(word: str) -> Iterator[tuple[bool, str]]:
@@ -212,6 +216,9 @@ class _Form:
     words: tuple[str, ...]  # phonetic words in the written order (() when dense)
     sorted_words: str  # the words sorted, space-separated ("" when dense)
     grams: frozenset[str]
+    # How often each character occurs in ``joined``: the multiset bound on difflib's ratio
+    # (what its quick_ratio computes), counted once instead of per comparison.
+    letters: dict[str, int]
 
     @property
     def key(self) -> tuple[bool, str]:
@@ -223,12 +230,13 @@ def _form(segment: _Segment) -> _Form:
         text = segment.words[0]
         padded = f"\x02{text}\x03"
         grams = frozenset(padded[i : i + 2] for i in range(len(padded) - 1))
-        return _Form(True, text, (), "", grams)
+        return _Form(True, text, (), "", grams, Counter(text))
     words = tuple(_phonetic(word) for word in segment.words)
     grams = frozenset(
         padded[i : i + 3] for padded in (f" {w} " for w in words) for i in range(len(padded) - 2)
     )
-    return _Form(False, "".join(words), words, " ".join(sorted(words)), grams)
+    joined = "".join(words)
+    return _Form(False, joined, words, " ".join(sorted(words)), grams, Counter(joined))
 
 
 def _query_forms(normalised: str) -> list[_Form]:
@@ -246,14 +254,14 @@ def _query_forms(normalised: str) -> list[_Form]:
 
 
 def _segments_of_normalised(normalised: str) -> list[_Segment]:
-    segments: list[_Segment] = []
+    runs: list[tuple[bool, list[str]]] = []
     for word in normalised.split():
         dense = _DENSE.match(word) is not None
-        if not dense and segments and not segments[-1].dense:
-            segments[-1] = _Segment(False, (*segments[-1].words, word))
+        if not dense and runs and not runs[-1][0]:
+            runs[-1][1].append(word)
         else:
-            segments.append(_Segment(dense, (word,)))
-    return segments
+            runs.append((dense, [word]))
+    return [_Segment(dense, tuple(words)) for dense, words in runs]
 
 
 def _merge(segments: list[_Segment]) -> _Segment:
@@ -279,12 +287,17 @@ class _Alias:
 
 
 def _orders(form: _Form) -> tuple[str, ...]:
+    """The alias joined in each order it is compared in: as listed first, then rotated.
+
+    Any other order is left to the sorted-words comparison, which needs the same words.
+    """
     if form.dense:
         return (form.joined,)
     words = form.words
-    if len(words) > MAX_PERMUTED_WORDS:
+    if len(words) > MAX_ROTATED_WORDS:
         return tuple(dict.fromkeys(("".join(words), "".join(sorted(words)))))
-    return tuple(dict.fromkeys("".join(order) for order in itertools.permutations(words)))
+    rotations = ("".join(words[i:] + words[:i]) for i in range(len(words)))
+    return tuple(dict.fromkeys(rotations))
 
 
 def _min_gram_dice(threshold: float) -> float:
@@ -348,6 +361,7 @@ class WatchList:
                 for gram in form.grams:
                     grams.setdefault(gram, []).append(alias_index)
         self._grams = {gram: tuple(indexes) for gram, indexes in grams.items()}
+        self._gram_counts = tuple(len(alias.form.grams) for alias in self._aliases)
         self._screen_raw = lru_cache(maxsize=cache_size)(self._screen_name)
         self._screen_normalised = lru_cache(maxsize=cache_size)(self._screen)
 
@@ -397,42 +411,59 @@ class WatchList:
         # Only aliases sharing enough n-grams are compared. The bound is empirical (not
         # a proof): two-typo variants of every packaged alias that still score 0.85
         # share at least 0.28 of their n-grams (Dice); the cut leaves a margin below that.
-        shared: dict[int, int] = {}
-        for gram in form.grams:
-            for alias_index in self._grams.get(gram, ()):
-                shared[alias_index] = shared.get(alias_index, 0) + 1
+        postings = self._grams
+        shared = Counter(
+            itertools.chain.from_iterable(postings[g] for g in form.grams if g in postings)
+        )
         half_dice = _min_gram_dice(threshold) / 2
         size = len(form.grams)
+        gram_counts = self._gram_counts
         candidates = sorted(
             alias_index
             for alias_index, count in shared.items()
-            if count >= half_dice * (size + len(self._aliases[alias_index].form.grams))
+            if count >= half_dice * (size + gram_counts[alias_index])
         )
         if not candidates:
             return None
-        joined = SequenceMatcher(None, autojunk=False)
-        joined.set_seq2(form.joined)
+        joined: SequenceMatcher[str] | None = None
         by_words: SequenceMatcher[str] | None = None
         best: tuple[float, int] | None = None
+        query_length = len(form.joined)
         for alias_index in candidates:
             alias = self._aliases[alias_index]
             if alias.form.dense is not form.dense:
                 continue
             if any(grams.isdisjoint(form.grams) for grams in alias.word_grams):
                 continue
-            # Every word order has the same letters, so one set of bounds serves them all.
-            score = _ratio(joined, alias.orders[0], threshold)
-            if score:
-                for order in alias.orders[1:]:
-                    if score == 1.0:
-                        break
+            # Upper bounds on difflib's ratio before computing it: the shorter length,
+            # then the letters in common; every word order has the same letters. The
+            # space-separated sorted words add at most the fewer spaces in common.
+            length = query_length + len(alias.form.joined)
+            spaces = 0 if form.dense else min(len(form.words), len(alias.form.words)) - 1
+            words_length = len(form.sorted_words) + len(alias.form.sorted_words)
+            shorter = min(query_length, len(alias.form.joined))
+            if 2 * shorter < threshold * length and (
+                form.dense or 2 * (shorter + spaces) < threshold * words_length
+            ):
+                continue
+            letters = alias.form.letters
+            common = sum(min(count, letters.get(c, 0)) for c, count in form.letters.items())
+            score = 0.0
+            if 2 * common >= threshold * length:
+                if joined is None:
+                    joined = SequenceMatcher(None, autojunk=False)
+                    joined.set_seq2(form.joined)
+                for order in alias.orders:
                     joined.set_seq1(order)
                     score = max(score, joined.ratio())
-            if not form.dense and score < 1.0:
+                    if score == 1.0:
+                        break
+            if not form.dense and score < 1.0 and 2 * (common + spaces) >= threshold * words_length:
                 if by_words is None:
                     by_words = SequenceMatcher(None, autojunk=False)
                     by_words.set_seq2(form.sorted_words)
-                score = max(score, _ratio(by_words, alias.form.sorted_words, threshold))
+                by_words.set_seq1(alias.form.sorted_words)
+                score = max(score, by_words.ratio())
             if score < threshold or (best is not None and score <= best[0]):
                 continue
             if score < 1.0 and not form.dense and not _words_covered(alias.form.words, form.words):

@@ -30,12 +30,11 @@ from typing import Any
 
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
-from faust.serializers import codecs
 from faust.types import EventT, TableT
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
-from core.detection import Outcome
+from core.detection import Detection, Outcome
 from core.errors import InvalidInput
 from core.settings import Settings
 from core.transaction import InvalidTransaction, decode_transaction
@@ -53,18 +52,42 @@ PRODUCER_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 CUSTOMERS_REFRESH_SECONDS = 10.0
 
 
-class CustomerStateCodec(codecs.Codec):
-    """Table values stay CustomerState objects in memory; JSON only on the changelog."""
+class CustomerStates:
+    """The customer-state table, holding JSON bytes, with decoded objects kept beside it.
 
-    def _dumps(self, obj: Any) -> bytes:
-        return json.dumps(obj.to_dict(), separators=(",", ":")).encode()
+    The table (and its changelog) stores each customer's state as JSON; decoding it on
+    every message would dominate the cost, so the decoded object is kept and reused as
+    long as the table still holds the very bytes it was decoded from. After a restart
+    the table is recovered from the changelog and each customer is decoded once.
+    """
 
-    def _loads(self, s: bytes) -> Any:
-        return CustomerState.from_dict(json.loads(s))
+    def __init__(self, table: TableT) -> None:
+        self.table = table
+        self._decoded: dict[str, tuple[bytes, CustomerState]] = {}
 
+    def get(self, customer_id: str) -> CustomerState | None:
+        raw = self.table.get(customer_id)
+        if raw is None:
+            return None
+        cached = self._decoded.get(customer_id)
+        if cached is not None and cached[0] is raw:
+            return cached[1]
+        state = CustomerState.from_dict(json.loads(raw))
+        self._decoded[customer_id] = (raw, state)
+        return state
 
-CUSTOMER_STATE_CODEC = "amlwatch_customer_state"
-codecs.register(CUSTOMER_STATE_CODEC, CustomerStateCodec())
+    def put(self, customer_id: str, state: CustomerState) -> None:
+        raw = json.dumps(state.to_dict(), separators=(",", ":")).encode()
+        self.table[customer_id] = raw
+        self._decoded[customer_id] = (raw, state)
+
+    def forget(self, customer_id: str) -> None:
+        """Drop the decoded object (it may hold changes the table never received)."""
+        self._decoded.pop(customer_id, None)
+
+    def items(self) -> list[tuple[str, CustomerState]]:
+        found = ((customer_id, self.get(customer_id)) for customer_id in list(self.table))
+        return [(customer_id, state) for customer_id, state in found if state is not None]
 
 
 @dataclass(frozen=True)
@@ -79,7 +102,7 @@ class AmlwatchApp:
     by_customer_topic: faust.TopicT
     alerts_topic: faust.TopicT
     reports_topic: faust.TopicT
-    customer_state: TableT
+    customer_states: CustomerStates
     engine: RuleEngine
     customers: CustomerDirectory
 
@@ -149,8 +172,7 @@ def build_app(
     customer_state = app.Table(
         "customer-state",
         key_type=str,
-        value_type=None,
-        value_serializer=CUSTOMER_STATE_CODEC,
+        value_type=bytes,
         partitions=settings.topic_partitions,
         help="Per-customer rule state (recent transactions, daily totals), by customer_id.",
     )
@@ -163,7 +185,7 @@ def build_app(
         by_customer_topic=by_customer_topic,
         alerts_topic=alerts_topic,
         reports_topic=reports_topic,
-        customer_state=customer_state,
+        customer_states=CustomerStates(customer_state),
         engine=engine,
         customers=customers,
     )
@@ -214,7 +236,7 @@ def _register_agents(built: AmlwatchApp) -> None:
 
     @app.agent(built.by_customer_topic, name=f"{settings.app_id}.apply_rules")
     async def apply_rules(stream: faust.StreamT[bytes]) -> None:
-        engine, table = built.engine, built.customer_state
+        engine, states = built.engine, built.customer_states
         async for event in stream.events():
             try:
                 tx = decode_transaction(event.message.value, max_bytes=PRODUCER_MAX_REQUEST_BYTES)
@@ -222,37 +244,41 @@ def _register_agents(built: AmlwatchApp) -> None:
                 # Only a foreign producer writing to our internal topic gets here.
                 await dead_letter(event, exc.reason.value, exc.message, exc.field)
                 continue
-            state = table.get(tx.customer_id)
-            if state is None:
-                state = CustomerState()
+            state = states.get(tx.customer_id) or CustomerState()
             try:
                 result = engine.process(state, tx, built.customers.get(tx.customer_id))
             except InvalidInput as exc:
                 # Valid by contract but not processable here, e.g. no rate for its currency.
                 await dead_letter(event, NO_REFERENCE_DATA_REASON, str(exc), None)
                 continue
-            for detection in result.detections:
-                topic = (
-                    built.reports_topic
-                    if detection.outcome is Outcome.REPORT
-                    else built.alerts_topic
-                )
-                await topic.send(
-                    key=detection.customer_id.encode(),
-                    value=json.dumps(detection.to_dict(), ensure_ascii=False).encode(),
-                )
-                if not result.duplicate:
-                    metrics.detections.labels(
-                        rule_id=detection.detector,
-                        outcome=detection.outcome.value,
-                        severity=detection.severity.value,
-                    ).inc()
+            try:
+                await _emit(built, result.detections, counted=not result.duplicate)
+            except BaseException:
+                # The state object was changed in place but never written: re-read it.
+                states.forget(tx.customer_id)
+                raise
             if result.duplicate:
                 metrics.duplicates.inc()
                 continue
-            table[tx.customer_id] = state
+            states.put(tx.customer_id, state)
             metrics.processed.inc()
             metrics.latency.observe(max(0.0, time.time() - tx.event_epoch))
+
+
+async def _emit(built: AmlwatchApp, detections: tuple[Detection, ...], *, counted: bool) -> None:
+    """Send detections to their topic: reports and alerts go separate ways."""
+    for detection in detections:
+        topic = built.reports_topic if detection.outcome is Outcome.REPORT else built.alerts_topic
+        await topic.send(
+            key=detection.customer_id.encode(),
+            value=json.dumps(detection.to_dict(), ensure_ascii=False).encode(),
+        )
+        if counted:
+            built.metrics.detections.labels(
+                rule_id=detection.detector,
+                outcome=detection.outcome.value,
+                severity=detection.severity.value,
+            ).inc()
 
 
 def _register_timers(built: AmlwatchApp) -> None:
@@ -287,8 +313,8 @@ def _register_pages(built: AmlwatchApp) -> None:
 
         async def get(self, request: Request) -> Response:
             wanted = request.query.get("customer_id")
-            table = built.customer_state
-            items = [(wanted, table.get(wanted))] if wanted else list(table.items())
+            states = built.customer_states
+            items = [(wanted, states.get(wanted))] if wanted else states.items()
             body = {
                 customer_id: {
                     "transactions": state.transactions,

@@ -12,7 +12,6 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from rules.reference_data import load_calendar
 
 from core.customer import ReferenceRowError, read_customers_csv
 from core.detection import Detection, Outcome
@@ -20,6 +19,7 @@ from core.errors import InvalidInput
 from core.settings import Settings
 from core.transaction import CsvRowError, Transaction, read_transactions_csv
 from rules.backtest import Evaluation, alert_record, evaluate, in_event_order, run_backtest
+from rules.reference_data import load_calendar
 from stream.cli_settings import load_settings
 from stream.detection_engine import build_rule_engine
 

@@ -135,7 +135,7 @@ def test_format_spec_that_does_not_fit_is_refused(tmp_path: Path) -> None:
 def test_broken_toml_and_missing_header(tmp_path: Path) -> None:
     path = tmp_path / "broken.toml"
     path.write_text("[pack\nname=", encoding="utf-8")
-    with pytest.raises(RulePackError, match="broken.toml: not valid TOML"):
+    with pytest.raises(RulePackError, match=r"broken\.toml: not valid TOML"):
         load_pack(path)
     path.write_text(textwrap.dedent(GOOD_RULE), encoding="utf-8")
     with pytest.raises(RulePackError, match=r"field 'pack'"):
