@@ -206,6 +206,11 @@ class RuleEngine:
 
 
 def _text(value: Any) -> str:
+    """Evidence values as text: integers plain, fractions to 4 places, infinity as such."""
     if isinstance(value, Decimal):
-        return format(value.normalize(), "f") if value == value.to_integral() else str(value)
+        if not value.is_finite():
+            return str(value)
+        if value == value.to_integral():
+            return format(value.normalize(), "f")
+        return format(value.quantize(Decimal("0.0001")).normalize(), "f")
     return str(value)

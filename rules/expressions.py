@@ -14,6 +14,7 @@ chain of plain calls.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -119,7 +120,12 @@ class EventFilter:
         return None
 
     def matcher(self, tx_direction: Direction, home_currency: str) -> Callable[[TxEvent], bool]:
-        """A predicate over events for a transaction in ``tx_direction``."""
+        """A predicate over events for a transaction in ``tx_direction`` (memoised)."""
+        return _matcher(self, tx_direction, home_currency)
+
+    def _build_matcher(
+        self, tx_direction: Direction, home_currency: str
+    ) -> Callable[[TxEvent], bool]:
         direction = self.direction_for(tx_direction)
         channels, currencies = self.channels, self.currencies
         cross_border, low, below = self.cross_border, self.min_cny, self.below_cny
@@ -147,6 +153,13 @@ class EventFilter:
             return step is None or event.amount_cny % step == 0
 
         return matches
+
+
+@functools.cache
+def _matcher(
+    event_filter: EventFilter, tx_direction: Direction, home_currency: str
+) -> Callable[[TxEvent], bool]:
+    return event_filter._build_matcher(tx_direction, home_currency)
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,7 +363,7 @@ def compile_filter(raw: Any, path: str) -> EventFilter:
             bounds[key] = Decimal(value)
         except ArithmeticError:
             raise ExpressionError(f"{path}.{key}", "is not a decimal number") from None
-    return EventFilter(
+    compiled = EventFilter(
         direction=direction,
         channels=channels,
         currencies=currencies,
@@ -359,6 +372,12 @@ def compile_filter(raw: Any, path: str) -> EventFilter:
         below_cny=bounds["below_cny"],
         multiple_of=bounds["multiple_of"] or None,
     )
+    # One instance per distinct filter, so per-transaction caches can key on identity
+    # (hashing the frozensets of a filter on every lookup was a measurable cost).
+    return _FILTERS.setdefault(compiled, compiled)
+
+
+_FILTERS: dict[EventFilter, EventFilter] = {}
 
 
 def _describe(raw: Any) -> str:

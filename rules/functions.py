@@ -9,6 +9,7 @@ listed in a detection.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -18,7 +19,9 @@ from rules.state import TxEvent
 
 N, B, S, A = Kind.NUMBER, Kind.BOOL, Kind.STRING, Kind.ANY
 ZERO = Decimal(0)
-RATIO_PLACES = Decimal("0.0001")
+INFINITY = Decimal("Infinity")
+# Names scoring below this are unrelated; screening them further is wasted work.
+WATCHLIST_FLOOR = 0.5
 HOUR = 3600.0
 
 
@@ -111,11 +114,16 @@ def mul(ctx: EvalContext, left: Compiled, right: Compiled) -> Decimal:
 
 @register("ratio", (N, N), N)
 def ratio(ctx: EvalContext, numerator: Compiled, denominator: Compiled) -> Decimal:
-    """numerator / denominator, or 0 when the denominator is 0 (no baseline, no signal)."""
-    bottom = denominator(ctx)
+    """numerator / denominator, exact; x / 0 is infinite for x > 0 and 0 for x = 0.
+
+    Something where there was nothing (first outflows after months of inflows only)
+    is the largest change there is, not none.
+    """
+    bottom = Decimal(denominator(ctx))
+    top = Decimal(numerator(ctx))
     if not bottom:
-        return ZERO
-    return (Decimal(numerator(ctx)) / Decimal(bottom)).quantize(RATIO_PLACES)
+        return INFINITY if top > 0 else ZERO
+    return top / bottom
 
 
 @register("min", (N, N), N)
@@ -205,7 +213,8 @@ def country_risk(ctx: EvalContext) -> str:
 @register("watchlist_score", (), N)
 def watchlist_score(ctx: EvalContext) -> Decimal:
     """Best fuzzy match score (0-1) of the counterparty name against the watch list."""
-    match = ctx.reference.watch_list.best_match(ctx.tx.counterparty_name)
+    # Any score, so a pack may set its own cut-off below the screener's default.
+    match = ctx.reference.watch_list.best_match(ctx.tx.counterparty_name, threshold=WATCHLIST_FLOOR)
     if match is None:
         return ZERO
     ctx.notes["watchlist_entry"] = match.entry.entry_id
@@ -222,8 +231,9 @@ def days_since_previous(ctx: EvalContext) -> Decimal:
     """Days between this transaction and the customer's previous activity (0 if none)."""
     if ctx.previous_event_at is None:
         return ZERO
+    # Exact: 89 days 23 hours of silence must not round up to 90.
     gap = max(0.0, ctx.event.at - ctx.previous_event_at)
-    return Decimal(str(round(gap / 86_400, 2)))
+    return Decimal(gap) / 86_400
 
 
 @register("history_days", (), N)
@@ -247,14 +257,14 @@ def _aggregate(
     Two caches per transaction, shared by every rule: the events a (span, filter)
     selects, and each reduction over them. The selection is recorded as evidence.
     """
-    selection_key = (span, event_filter)
+    selection_key = (span, id(event_filter))
     selected = ctx.selections.get(selection_key)
     if selected is None:
         matches = event_filter.matcher(ctx.event.direction, ctx.reference.home_currency)
         selected = [event for event in _span_events(ctx, span) if matches(event)]
         ctx.selections[selection_key] = selected
     ctx.touched.append(selected)
-    key = (span, event_filter, *reduction)
+    key = (span, id(event_filter), *reduction)
     result = ctx.cache.get(key)
     if result is None:
         result = ctx.cache[key] = reduce(selected)
@@ -364,7 +374,7 @@ def baseline_daily_mean(ctx: EvalContext, days: int, skip_days: int, direction: 
     start = end - days
     first = ctx.state.first_event_at
     if first is not None:
-        first_day = ctx.event.day - int((ctx.event.at - first) // 86_400)
+        first_day = datetime.fromtimestamp(first, ctx.reference.timezone).date().toordinal()
         start = max(start, first_day)
     observed = end - start
     if observed <= 0:

@@ -1,5 +1,4 @@
-"""Loaders for the dated reference data in ``rules/reference/``: FATF lists, rates, holidays,
-watch list.
+"""Loaders for the dated files in ``rules/reference/``: FATF lists, rates, holidays, watch list.
 
 Each file says when it was true (``as_of``) and where it came from (``source``); the
 loaded object carries both, so a rule hit can say which list version it used. Every
@@ -33,9 +32,11 @@ HOLIDAYS_FILE = "holidays-cn.csv"
 WATCH_LIST_FILE = "watchlist.csv"
 
 CENT = Decimal("0.01")
+MAX_RATE_DIGITS = 20
 # The two rate columns may disagree this much (rounding of hand-entered rates); more is a typo.
 RATE_CROSS_CHECK_TOLERANCE = Decimal("0.01")
-# Wide enough that amount x rate is always exact; Inexact is trapped to prove it.
+# Wide enough that amount x rate is always exact (amounts have at most 19 digits, rates
+# at most MAX_RATE_DIGITS); Inexact is trapped to prove it.
 _EXACT = Context(prec=64, traps=[Inexact, InvalidOperation])
 _ROUNDING = Context(prec=64, rounding=ROUND_HALF_UP)
 
@@ -125,7 +126,10 @@ class RateTable:
         rate = rates.get(currency)
         if rate is None:
             raise UnknownCurrency(currency, self.as_of)
-        product = _EXACT.multiply(Decimal(amount), rate)
+        value = Decimal(amount)
+        if not value.is_finite():
+            raise InvalidInput("amount to convert is not a finite number")
+        product = _EXACT.multiply(value, rate)
         return product.quantize(CENT, context=_ROUNDING)
 
 
@@ -294,7 +298,7 @@ def load_watch_list(path: Path | None = None) -> WatchList:
         if any(not alias for alias in aliases):
             raise ReferenceDataError(name, line, "aliases", "has an empty alias (check the |s)")
         for column, names in (("name", (row["name"],)), ("aliases", aliases)):
-            if any(not normalise_name(text) for text in names):
+            if any(not normalise_name(written) for written in names):
                 raise ReferenceDataError(name, line, column, "has a name with no letters")
         country = row["country"] or None
         if country is not None and country not in country_codes():
@@ -397,6 +401,8 @@ def _positive_decimal(name: str, line: int, column: str, value: str) -> Decimal:
         raise ReferenceDataError(name, line, column, "not a decimal number") from None
     if not number.is_finite() or number <= 0:
         raise ReferenceDataError(name, line, column, "must be a positive decimal number")
+    if len(number.as_tuple().digits) > MAX_RATE_DIGITS:
+        raise ReferenceDataError(name, line, column, f"has more than {MAX_RATE_DIGITS} digits")
     return number
 
 

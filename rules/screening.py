@@ -9,6 +9,9 @@ compared in one of two ways:
   key that makes common pinyin and Wade-Giles spellings of the same syllable equal
   (see ``_phonetic``). Word order does not matter (Zhang Wei is Wei Zhang), and neither
   does how the syllables are split into words (Xiaoming is Xiao Ming is Hsiao-ming).
+  Besides the whole-name score, every word of the listed name must have a close
+  counterpart in the screened name, so shared generic words ("Shipping", "Holdings")
+  cannot carry a different distinctive one.
 
 Characters are never compared with their romanisation: each watch-list entry lists
 both forms as aliases. The score is difflib's ratio in [0, 1]; 1.0 means the normalised
@@ -16,8 +19,9 @@ forms are equal. Screening favours recall: a one-letter difference in a long nam
 scores above the default threshold, and every hit goes to a person for review.
 
 Speed: aliases are normalised and indexed by character n-grams once, when the list is
-built; a name is compared only with aliases sharing an n-gram and passing difflib's
-cheap upper bounds; results are cached per raw and per normalised name.
+built; a name is compared only with aliases sharing enough n-grams and passing cheap
+upper bounds on the score (length, letters in common); results are cached per raw and
+per normalised name.
 """
 
 from __future__ import annotations
@@ -181,10 +185,10 @@ def _strip_legal_forms(segment: _Segment) -> _Segment:
     words = segment.words
     while len(words) > 1 and words[0] in _LATIN_PREFIXES:
         words = words[1:]
-    while suffix := next((s for s in _LATIN_SUFFIXES if words[-len(s) :] == s), None):
-        if len(words) == len(suffix):
+    while legal_form := next((s for s in _LATIN_SUFFIXES if words[-len(s) :] == s), None):
+        if len(words) == len(legal_form):
             break
-        words = words[: -len(suffix)]
+        words = words[: -len(legal_form)]
     return _Segment(False, words)
 
 

@@ -109,6 +109,7 @@ class CustomerState:
     recent_detections: list[dict[str, Any]] = field(default_factory=list)
     _event_times: list[tuple[float, str]] = field(default_factory=list, repr=False)
     _tx_ids: set[str] = field(default_factory=set, repr=False)
+    _swept_day: int | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._reindex()
@@ -158,10 +159,13 @@ class CustomerState:
                 self._tx_ids.discard(event.tx_id)
             del self.events[:keep_from]
             del self._event_times[:keep_from]
-        if self.daily:
-            oldest_day = today - daily_days
-            for day in [day for day in self.daily if day < oldest_day]:
-                del self.daily[day]
+        # Day-granular data only needs sweeping once per bank day.
+        if today == self._swept_day:
+            return
+        self._swept_day = today
+        oldest_day = today - daily_days
+        for day in [day for day in self.daily if day < oldest_day]:
+            del self.daily[day]
         fired_cutoff = now - fired_seconds
         for key in [key for key, at in self.fired.items() if at < fired_cutoff]:
             del self.fired[key]

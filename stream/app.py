@@ -284,10 +284,6 @@ async def _emit(built: AmlwatchApp, detections: tuple[Detection, ...], *, counte
 def _register_timers(built: AmlwatchApp) -> None:
     app = built.faust_app
 
-    @app.task
-    async def load_customers() -> None:
-        await asyncio.to_thread(built.customers.refresh)
-
     @app.timer(interval=CUSTOMERS_REFRESH_SECONDS)
     async def refresh_customers() -> None:
         # An exception escaping a Faust timer stops the worker: contain it.

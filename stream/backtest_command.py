@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from core.calendar import DateOutsideCalendar
 from core.customer import ReferenceRowError, read_customers_csv
 from core.detection import Detection, Outcome
 from core.errors import InvalidInput
@@ -25,6 +26,7 @@ from stream.detection_engine import build_rule_engine
 
 REPORT_DEADLINE_WORKING_DAYS = 5  # PBoC Order No. 3, Art. 10
 ERRORS_SHOWN = 10
+PROGRESS_STEP = 2000
 
 
 def _progress(console: Console) -> Progress:
@@ -76,26 +78,34 @@ def backtest(
     errors: list[CsvRowError] = []
     with _progress(console) as progress:
         task = progress.add_task("reading", total=None)
-        for _line, row in read_transactions_csv(transactions):
+        for line, row in read_transactions_csv(transactions):
             if isinstance(row, CsvRowError):
                 errors.append(row)
             else:
                 loaded.append(row)
-            progress.advance(task)
+            if line % PROGRESS_STEP == 0:
+                progress.update(task, completed=line - 1)
         ordered = in_event_order(loaded)
         task = progress.add_task("applying", total=len(ordered))
         detections: list[Detection] = []
+        applied = 0
+
+        def advance() -> None:
+            # Redrawing per transaction would cost more than the rules themselves.
+            nonlocal applied
+            applied += 1
+            if applied % PROGRESS_STEP == 0 or applied == len(ordered):
+                progress.update(task, completed=applied)
+
         try:
-            for detection in run_backtest(
-                ordered, customer_records, engine, on_processed=lambda: progress.advance(task)
-            ):
+            for detection in run_backtest(ordered, customer_records, engine, on_processed=advance):
                 detections.append(detection)
         except InvalidInput as exc:
             console.print(f"[red]error:[/red] {transactions.name}: {exc}")
             raise typer.Exit(2) from None
     elapsed = time.perf_counter() - started
 
-    alerts_written = reports_written = 0
+    alerts_written = reports_written = undated = 0
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as alerts_file:
         for detection in detections:
@@ -110,9 +120,14 @@ def backtest(
             for detection in detections:
                 if detection.outcome is Outcome.REPORT:
                     record = detection.to_dict()
-                    record["report_due"] = calendar.add_working_days(
-                        detection.bank_day, REPORT_DEADLINE_WORKING_DAYS
-                    ).isoformat()
+                    try:
+                        due = calendar.add_working_days(
+                            detection.bank_day, REPORT_DEADLINE_WORKING_DAYS
+                        ).isoformat()
+                    except DateOutsideCalendar:
+                        due = None  # holiday data for that year is not loaded yet
+                        undated += 1
+                    record["report_due"] = due
                     reports_file.write(json.dumps(record, ensure_ascii=False) + "\n")
                     reports_written += 1
 
@@ -124,6 +139,11 @@ def backtest(
         out_console.print(f"[yellow]skipped[/yellow] {error}")
     if len(errors) > ERRORS_SHOWN:
         out_console.print(f"... and {len(errors) - ERRORS_SHOWN} more invalid rows")
+    if undated:
+        out_console.print(
+            f"[yellow]warning[/yellow] {undated} report records have no due date: the holiday "
+            "calendar does not cover their year (add it to rules/reference/holidays-cn.csv)"
+        )
     rate = len(ordered) / elapsed if elapsed else 0.0
     out_console.print(
         f"{len(ordered):,} transactions ({len(errors):,} invalid rows skipped) in {elapsed:.1f}s "

@@ -14,10 +14,13 @@ from stream.detection_engine import build_rule_engine
 
 def run_worker(settings: Settings, *, broker_url: str | None = None) -> None:
     """Start the worker and block until it is stopped (SIGINT/SIGTERM)."""
+    customers = CustomerDirectory(settings.customers_file)
+    # Read before the first message: rules depend on the customer type.
+    customers.refresh()
     built = build_app(
         settings,
         engine=build_rule_engine(settings),
-        customers=CustomerDirectory(settings.customers_file),
+        customers=customers,
         broker_url=broker_url,
     )
     # Faust creates only the last component of its data directory.

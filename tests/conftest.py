@@ -46,6 +46,14 @@ class StreamNames:
     def dead_letter(self) -> str:
         return f"{self.app_id}-dlq"
 
+    @property
+    def alerts(self) -> str:
+        return f"{self.app_id}-alerts"
+
+    @property
+    def reports(self) -> str:
+        return f"{self.app_id}-reports"
+
 
 @pytest.fixture
 def names() -> StreamNames:
@@ -134,7 +142,13 @@ def consume_all(
 class WorkerProcess:
     """The real ``amlwatch worker`` in a subprocess, with its web port for probes."""
 
-    def __init__(self, broker: EmbeddedBroker, names: StreamNames, log_path: Path) -> None:
+    def __init__(
+        self,
+        broker: EmbeddedBroker,
+        names: StreamNames,
+        log_path: Path,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.web_port = free_loopback_port()
         self.log_path = log_path
         self.env = {
@@ -144,10 +158,13 @@ class WorkerProcess:
             "AMLWATCH_APP_ID": names.app_id,
             "AMLWATCH_TRANSACTIONS_TOPIC": names.transactions,
             "AMLWATCH_DEAD_LETTER_TOPIC": names.dead_letter,
+            "AMLWATCH_ALERTS_TOPIC": names.alerts,
+            "AMLWATCH_REPORTS_TOPIC": names.reports,
             "AMLWATCH_TOPIC_PARTITIONS": str(PARTITIONS),
             "AMLWATCH_WEB_PORT": str(self.web_port),
             "AMLWATCH_LOG_LEVEL": "warning",
             "AMLWATCH_DATA_DIR": str(log_path.parent / "data"),
+            **(extra_env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -227,8 +244,9 @@ def start_worker(broker: EmbeddedBroker, names: StreamNames, tmp_path: Path):  #
     """Factory for worker processes of this test's app; all are stopped at the end."""
     workers: list[WorkerProcess] = []
 
-    def start() -> WorkerProcess:
-        worker = WorkerProcess(broker, names, tmp_path / f"worker-{len(workers)}.log")
+    def start(**extra_env: str) -> WorkerProcess:
+        log_path = tmp_path / f"worker-{len(workers)}.log"
+        worker = WorkerProcess(broker, names, log_path, extra_env)
         workers.append(worker)
         return worker.start()
 

@@ -166,6 +166,8 @@ def test_unknown_currency_and_float_amounts_are_refused() -> None:
         rates.to_usd(Decimal(1), "usd")
     with pytest.raises(TypeError, match="float"):
         rates.to_cny(1.5, "USD")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="finite"):
+        rates.to_cny(Decimal("NaN"), "USD")
 
 
 RATES_GOOD = """\
@@ -204,6 +206,7 @@ def test_rates_with_a_bad_number_names_file_line_and_field(tmp_path: Path) -> No
         ("EUR,8.2000,1.15493", "USD,8.2000,1.15493", 5, "currency", "already appears on line 4"),
         ("EUR,8.2000", "EUR,-8.2", 5, "cny_per_unit", "positive"),
         ("EUR,8.2000", "EUR,Infinity", 5, "cny_per_unit", "positive"),
+        ("EUR,8.2000", "EUR,8.20000000000000000000001", 5, "cny_per_unit", "more than 20 digits"),
         ("CNY,1,", "CNY,1.01,", 3, "cny_per_unit", "must be 1 for CNY"),
         ("USD,7.1000,1", "USD,7.1000,1.1", 4, "usd_per_unit", "must be 1 for USD"),
         ("EUR,8.2000,1.15493", "EUR,8.2000,0.115493", 5, "usd_per_unit", "not 8.2000"),
