@@ -56,6 +56,25 @@ class Customer:
         # Keep names and ID numbers out of tracebacks and debug output.
         return f"Customer({self.customer_id!r}, {self.type.value}, {self.risk_rating.value})"
 
+    @property
+    def corporate(self) -> bool:
+        """Whether the customer is a company (non-natural person) rather than a person."""
+        return self.type is CustomerType.CORPORATE
+
+    def to_row(self) -> dict[str, str]:
+        """The CSV row of the contract, all strings."""
+        return {
+            "customer_id": self.customer_id,
+            "name": self.name,
+            "type": self.type.value,
+            "risk_rating": self.risk_rating.value,
+            "manager_id": self.manager_id,
+            "country": self.country,
+            "opened_on": self.opened_on.isoformat(),
+            "id_type": self.id_type,
+            "id_number": self.id_number,
+        }
+
 
 _E = TypeVar("_E", bound=StrEnum)
 

@@ -26,6 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TextIO
 
+from core.customer import CUSTOMER_COLUMNS, Customer, CustomerType, RiskRating
 from core.transaction import CONTRACT_FIELDS, OPTIONAL_FIELDS, REQUIRED_FIELDS, InvalidReason
 
 # A fixed offset rather than ZoneInfo so that output never depends on the tz database.
@@ -40,17 +41,6 @@ DEFAULT_SCENARIO_RATE = 2.0
 
 LABEL_FIELDS = ("sim_typology", "sim_scenario_id")
 TRANSACTION_CSV_COLUMNS = (*CONTRACT_FIELDS, *LABEL_FIELDS)
-CUSTOMER_COLUMNS = (
-    "customer_id",
-    "name",
-    "type",
-    "risk_rating",
-    "manager_id",
-    "country",
-    "opened_on",
-    "id_type",
-    "id_number",
-)
 MANAGER_COLUMNS = ("manager_id", "name", "email", "grade", "supervisor_id", "branch", "active")
 
 
@@ -92,40 +82,6 @@ class Manager:
             "supervisor_id": self.supervisor_id or "",
             "branch": self.branch,
             "active": "true" if self.active else "false",
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Customer:
-    """A customer as in the customers CSV of DESIGN.md."""
-
-    customer_id: str
-    name: str
-    type: str
-    risk_rating: str
-    manager_id: str
-    country: str
-    opened_on: date
-    id_type: str
-    id_number: str
-
-    @property
-    def corporate(self) -> bool:
-        """Whether the customer is a company rather than a person."""
-        return self.type == "corporate"
-
-    def to_row(self) -> dict[str, str]:
-        """The CSV row: CUSTOMER_COLUMNS as strings."""
-        return {
-            "customer_id": self.customer_id,
-            "name": self.name,
-            "type": self.type,
-            "risk_rating": self.risk_rating,
-            "manager_id": self.manager_id,
-            "country": self.country,
-            "opened_on": self.opened_on.isoformat(),
-            "id_type": self.id_type,
-            "id_number": self.id_number,
         }
 
 
@@ -316,8 +272,8 @@ def _customer(rng: random.Random, index: int, manager_id: str, as_of: date) -> C
     return Customer(
         customer_id=f"C{index + 1:06d}",
         name=name,
-        type="corporate" if corporate else "individual",
-        risk_rating=risk,
+        type=CustomerType.CORPORATE if corporate else CustomerType.INDIVIDUAL,
+        risk_rating=RiskRating(risk),
         manager_id=manager_id,
         country=country,
         opened_on=opened_on,
@@ -533,7 +489,7 @@ def _foreign_party(
 
 def _profile(rng: random.Random, customer: Customer, start: date) -> _Profile:
     corporate = customer.corporate
-    risky = customer.risk_rating == "high"
+    risky = customer.risk_rating is RiskRating.HIGH
     if corporate:
         accounts = tuple(
             rng.choice(("1001", "3100", "4400")) + _digits(rng, 15)

@@ -1,0 +1,107 @@
+"""Rules evaluation cost, in process: transactions/s through state update + the full pack.
+
+Both figures come from one run over the same simulated history (fixed seed), applied
+in event order exactly as the backtest does:
+
+- ``state_only``: the engine with an empty pack (conversion, state update, expiry);
+- ``full_pack``: the engine with the packaged pboc pack.
+
+Usage: ``.venv/bin/python bench/rules_bench.py [--customers N] [--days N] [--out PATH]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from core.settings import Settings
+from core.transaction import Transaction, transaction_from_mapping
+from rules.backtest import in_event_order, run_backtest
+from rules.engine import RuleEngine
+from stream.detection_engine import build_rule_engine
+from stream.simulator import derive_rng, generate_history, generate_reference
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def measure(engine: RuleEngine, transactions: list[Transaction], customers: dict) -> dict:  # type: ignore[type-arg]
+    """Wall and CPU seconds to run the backtest loop once; detections counted."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    detections = sum(1 for _ in run_backtest(transactions, customers, engine))
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {
+        "wall_seconds": round(wall, 3),
+        "cpu_seconds": round(cpu, 3),
+        "transactions_per_second": round(len(transactions) / wall, 1),
+        "transactions_per_cpu_second": round(len(transactions) / cpu, 1),
+        "detections": detections,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=300)
+    parser.add_argument("--days", type=int, default=120)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "rules.json")
+    args = parser.parse_args()
+
+    console = Console()
+    rng = derive_rng(args.seed, "rules-bench")
+    people, _managers = generate_reference(rng, args.customers, max(1, args.customers // 25),
+                                           as_of=date(2026, 1, 1))  # fmt: skip
+    history = generate_history(rng, people, start=date(2026, 1, 1), days=args.days)
+    transactions = in_event_order(transaction_from_mapping(document) for document in history)
+    customers = {c.customer_id: c for c in people}
+
+    engine = build_rule_engine(Settings())
+    empty = RuleEngine(
+        dataclasses.replace(engine.pack, rules=()), engine.reference,
+        lateness_hours=engine.lateness_hours,
+    )  # fmt: skip
+    console.print(f"{len(transactions):,} transactions, {args.customers} customers")
+    state_only = measure(empty, transactions, customers)
+    full_pack = measure(engine, transactions, customers)
+    result = {
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "transactions": len(transactions),
+        "customers": args.customers,
+        "days": args.days,
+        "seed": args.seed,
+        "pack": engine.pack.label,
+        "rules": len(engine.pack.rules),
+        "state_only": state_only,
+        "full_pack": full_pack,
+        "full_pack_cost_relative_to_state_only": round(
+            state_only["transactions_per_cpu_second"] / full_pack["transactions_per_cpu_second"],
+            2,
+        ),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+    table = Table(title=f"Rules in process ({engine.pack.label})")
+    for column in ("", "tx/s", "tx per CPU-s", "detections"):
+        table.add_column(column)
+    for name, figures in (("state only", state_only), ("state + full pack", full_pack)):
+        table.add_row(
+            name,
+            f"{figures['transactions_per_second']:,.0f}",
+            f"{figures['transactions_per_cpu_second']:,.0f}",
+            f"{figures['detections']:,}",
+        )
+    console.print(table)
+    console.print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
