@@ -84,15 +84,20 @@ class RuleEngine:
         )
 
     def process(
-        self, state: CustomerState, tx: Transaction, customer: Customer | None
+        self,
+        state: CustomerState,
+        tx: Transaction,
+        customer: Customer | None,
+        position: tuple[str, int] | None = None,
     ) -> ProcessResult:
         """Apply ``tx`` to ``state`` (in place) and return what it triggered.
 
-        A transaction already in the state is a redelivery: the state is left alone and
-        the detections it triggered the first time are returned again (their ids are
-        stable, so downstream de-duplicates them).
+        ``position`` is where ``tx`` sits in an ordered input (stream name, offset), if
+        the caller knows. A transaction already applied, by position or by tx_id, is a
+        redelivery: the state is left alone and the detections it triggered the first
+        time are returned again (their ids are stable, so downstream de-duplicates).
         """
-        if state.has_seen(tx.tx_id):
+        if state.has_seen(tx.tx_id, position):
             again = tuple(
                 Detection.from_dict(document)
                 for document in state.recent_detections
@@ -102,6 +107,8 @@ class RuleEngine:
         event = self.to_event(tx)
         previous = state.last_event_at
         state.add(event)
+        if position is not None:
+            state.mark_position(position)
         local_time = tx.timestamp.astimezone(self.reference.timezone)
         ctx = EvalContext(
             tx=tx,

@@ -8,6 +8,14 @@ broker's or the wall clock, and everything expires so the state stays bounded:
 - ``events``: the customer's transactions of the last ``retention`` (the longest
   window any rule uses plus the allowed lateness), sorted by event time. Their tx_ids
   also make every update idempotent: a redelivered transaction is recognised.
+- ``positions``: per input stream (e.g. a source partition), the furthest position
+  applied for this customer. A stream is read in order, so a record at or before that
+  position was applied already: this is what recognises a whole re-read stretch after
+  a crash, however long, in one comparison.
+- ``arrived``: the tx_ids of the customer's latest transactions in *arrival* order.
+  A redelivery after a crash repeats what arrived last, whatever its event time; a
+  transaction much older than the customer's newest (a backlog read across partitions)
+  leaves ``events`` at once, and only this list still recognises it.
 - ``daily``: per bank-local day and direction, counts and CNY totals, kept longer for
   behavioural baselines.
 - ``fired``: dedupe keys of detections already emitted (report once per
@@ -23,6 +31,9 @@ from decimal import Decimal
 from typing import Any
 
 from core.transaction import Channel, Direction
+
+# More than a customer can have in flight between two offset commits of the worker.
+ARRIVALS_KEPT = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +118,8 @@ class CustomerState:
     daily: dict[int, DailyTotals] = field(default_factory=dict)
     fired: dict[str, float] = field(default_factory=dict)
     recent_detections: list[dict[str, Any]] = field(default_factory=list)
+    arrived: list[str] = field(default_factory=list)
+    positions: dict[str, int] = field(default_factory=dict)
     _event_times: list[tuple[float, str]] = field(default_factory=list, repr=False)
     _tx_ids: set[str] = field(default_factory=set, repr=False)
     _swept_day: int | None = field(default=None, repr=False)
@@ -118,12 +131,25 @@ class CustomerState:
         self._event_times = [(event.at, event.tx_id) for event in self.events]
         self._tx_ids = {event.tx_id for event in self.events}
 
-    def has_seen(self, tx_id: str) -> bool:
-        """Whether ``tx_id`` was already applied (within the retention window)."""
-        return tx_id in self._tx_ids
+    def has_seen(self, tx_id: str, position: tuple[str, int] | None = None) -> bool:
+        """Whether this transaction was already applied (by input position or tx_id)."""
+        if position is not None:
+            stream, offset = position
+            applied = self.positions.get(stream)
+            if applied is not None and offset <= applied:
+                return True
+        return tx_id in self._tx_ids or tx_id in self.arrived
 
-    def add(self, event: TxEvent) -> None:
+    def mark_position(self, position: tuple[str, int]) -> None:
+        """Record that the input stream ``position[0]`` was applied up to ``position[1]``."""
+        stream, offset = position
+        if offset > self.positions.get(stream, -1):
+            self.positions[stream] = offset
+
+    def add(self, event: TxEvent, *, arrivals_kept: int = ARRIVALS_KEPT) -> None:
         """Insert ``event`` in event-time order and update the running figures."""
+        self.arrived.append(event.tx_id)
+        del self.arrived[:-arrivals_kept]
         key = (event.at, event.tx_id)
         index = bisect.bisect_right(self._event_times, key)
         self._event_times.insert(index, key)
@@ -182,6 +208,8 @@ class CustomerState:
             },
             "fired": self.fired,
             "recent_detections": self.recent_detections,
+            "arrived": self.arrived,
+            "positions": self.positions,
         }
 
     @classmethod
@@ -197,4 +225,6 @@ class CustomerState:
             },
             fired={str(k): float(v) for k, v in document.get("fired", {}).items()},
             recent_detections=list(document.get("recent_detections", [])),
+            arrived=list(document.get("arrived", [])),
+            positions={str(k): int(v) for k, v in document.get("positions", {}).items()},
         )

@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 # refused oversized message can still be dead-lettered with its original bytes.
 PRODUCER_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 CUSTOMERS_REFRESH_SECONDS = 10.0
+SOURCE_POSITION_HEADER = "amlwatch.source.position"
 
 
 class CustomerStates:
@@ -226,12 +227,16 @@ def _register_agents(built: AmlwatchApp) -> None:
                 log.exception("unexpected error decoding offset %s", event.message.offset)
                 await dead_letter(event, UNEXPECTED_REASON, type(exc).__name__, None)
                 continue
+            source = event.message
             await built.by_customer_topic.send(
                 key=tx.customer_id.encode(),
                 value=tx.to_json_bytes(),
                 # Record time = event time, so anything time-based downstream follows
                 # the transaction's own clock, not the broker's.
                 timestamp=tx.event_epoch,
+                # Where it came from: a stretch re-forwarded after a crash carries the
+                # same positions, and the customer's state recognises them.
+                headers=[(SOURCE_POSITION_HEADER, f"{source.partition}:{source.offset}".encode())],
             )
 
     @app.agent(built.by_customer_topic, name=f"{settings.app_id}.apply_rules")
@@ -246,7 +251,9 @@ def _register_agents(built: AmlwatchApp) -> None:
                 continue
             state = states.get(tx.customer_id) or CustomerState()
             try:
-                result = engine.process(state, tx, built.customers.get(tx.customer_id))
+                result = engine.process(
+                    state, tx, built.customers.get(tx.customer_id), _source_position(event)
+                )
             except InvalidInput as exc:
                 # Valid by contract but not processable here, e.g. no rate for its currency.
                 await dead_letter(event, NO_REFERENCE_DATA_REASON, str(exc), None)
@@ -263,6 +270,15 @@ def _register_agents(built: AmlwatchApp) -> None:
             states.put(tx.customer_id, state)
             metrics.processed.inc()
             metrics.latency.observe(max(0.0, time.time() - tx.event_epoch))
+
+
+def _source_position(event: EventT) -> tuple[str, int] | None:
+    """("source partition", offset) from the re-keying hop's header, if present."""
+    for name, value in event.message.headers or ():
+        if name == SOURCE_POSITION_HEADER:
+            partition, _, offset = value.decode().partition(":")
+            return f"source-{partition}", int(offset)
+    return None
 
 
 async def _emit(built: AmlwatchApp, detections: tuple[Detection, ...], *, counted: bool) -> None:

@@ -99,3 +99,49 @@ def test_unknown_customer_is_treated_as_a_natural_person(pboc_engine) -> None:  
     assert "LVT-IND-DOMESTIC-CNY" in {d.detector for d in found}
     corporate = Ledger(pboc_engine, customer=customer("corporate"))
     assert corporate.tx("500000", direction="out", counterparty_country="CN") == []
+
+
+def test_redelivery_of_a_transaction_older_than_the_retention_is_still_recognised(
+    ledger: Ledger,
+) -> None:
+    ledger.tx("100", channel="card", at=timedelta(days=20))
+    ledger.tx("100", channel="card", at=timedelta(days=1), tx_id="OLD")  # read late
+    assert all(event.tx_id != "OLD" for event in ledger.state.events)  # already expired
+    document = {
+        "tx_id": "OLD",
+        "timestamp": (ledger.start + timedelta(days=1)).isoformat(),
+        "customer_id": "C1",
+        "account_id": "A1",
+        "direction": "in",
+        "amount": "100",
+        "currency": "CNY",
+        "channel": "card",
+    }
+    again = ledger.engine.process(ledger.state, transaction_from_mapping(document), None)
+    assert again.duplicate
+    assert ledger.state.transactions == 2
+
+
+def test_a_re_read_stretch_is_recognised_by_input_position(ledger: Ledger) -> None:
+    def document(tx_id: str, day: int) -> dict[str, str]:
+        return {
+            "tx_id": tx_id,
+            "timestamp": (ledger.start + timedelta(days=day)).isoformat(),
+            "customer_id": "C1",
+            "account_id": "A1",
+            "direction": "in",
+            "amount": "100",
+            "currency": "CNY",
+            "channel": "card",
+        }
+
+    engine = ledger.engine
+    for offset in range(200):  # far more than the arrival list and the retention keep
+        tx = transaction_from_mapping(document(f"T{offset}", offset // 5))
+        assert not engine.process(ledger.state, tx, None, ("source-0", offset)).duplicate
+    replayed = transaction_from_mapping(document("T3", 0))
+    assert engine.process(ledger.state, replayed, None, ("source-0", 3)).duplicate
+    # The same offset of another input stream is a different record.
+    other = transaction_from_mapping(document("U3", 39))
+    assert not engine.process(ledger.state, other, None, ("source-1", 3)).duplicate
+    assert ledger.state.transactions == 201
