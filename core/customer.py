@@ -10,7 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 
-from core.errors import InvalidInput
+from core.errors import LocatedInputError
 from core.reference import country_codes
 
 
@@ -79,14 +79,11 @@ class Customer:
 _E = TypeVar("_E", bound=StrEnum)
 
 
-class ReferenceRowError(InvalidInput):
+class ReferenceRowError(LocatedInputError):
     """A reference-data row that is not valid; names the file, line and field."""
 
     def __init__(self, source: str, line: int, field: str, problem: str) -> None:
-        super().__init__(f"{source} line {line}, field {field!r}: {problem}")
-        self.source = source
-        self.line = line
-        self.field = field
+        super().__init__(source, problem, line=line, field=field)
 
 
 def customer_from_row(row: dict[str, str], *, source: str = "<row>", line: int = 0) -> Customer:

@@ -39,3 +39,30 @@ class Forbidden(AmlwatchError):
 
 class Unavailable(AmlwatchError):
     category = ErrorCategory.UNAVAILABLE
+
+
+class LocatedInputError(InvalidInput):
+    """Bad input in a file, located: names the file and, where known, line, rule and field."""
+
+    def __init__(
+        self,
+        source: str,
+        problem: str,
+        *,
+        line: int | None = None,
+        rule_id: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        where = source
+        if line is not None:
+            where += f" line {line}"
+        if rule_id is not None:
+            where += f", rule {rule_id!r}"
+        if field is not None:
+            where += f", field {field!r}"
+        super().__init__(f"{where}: {problem}")
+        self.source = source
+        self.line = line
+        self.rule_id = rule_id
+        self.field = field
+        self.problem = problem

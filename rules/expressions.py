@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from core.customer import Customer
 from core.errors import InvalidInput
@@ -59,6 +59,9 @@ TX_FIELDS = (
     "counterparty_country",
 )
 CUSTOMER_FIELDS = ("type", "risk_rating", "country")
+
+
+_E = TypeVar("_E", bound=StrEnum)
 
 
 class ExpressionError(InvalidInput):
@@ -324,6 +327,35 @@ FILTER_KEYS = (
 )
 
 
+def parse_members(enum: type[_E], raw: Any, path: str) -> frozenset[_E] | None:
+    """A list of enum values (None when absent); shared by filters and ``applies_to``."""
+    if raw is None:
+        return None
+    try:
+        if isinstance(raw, str):
+            raise TypeError(raw)
+        return frozenset(enum(item) for item in raw)
+    except (ValueError, TypeError):
+        allowed = ", ".join(member.value for member in enum)
+        raise ExpressionError(path, f"values must be among: {allowed}") from None
+
+
+def parse_currencies(raw: Any, path: str) -> frozenset[str] | str | None:
+    """A list of currency codes, "domestic" or "foreign" (None when absent)."""
+    if isinstance(raw, list):
+        return frozenset(str(item) for item in raw)
+    if raw not in (None, "domestic", "foreign"):
+        raise ExpressionError(path, 'a list of codes, "domestic" or "foreign"')
+    return raw  # type: ignore[no-any-return]
+
+
+def parse_flag(raw: Any, path: str) -> bool | None:
+    """true, false, or None when absent."""
+    if raw is not None and not isinstance(raw, bool):
+        raise ExpressionError(path, "must be true or false")
+    return raw  # type: ignore[no-any-return]
+
+
 def compile_filter(raw: Any, path: str) -> EventFilter:
     """Validate a filter table into an :class:`EventFilter`."""
     if not isinstance(raw, dict):
@@ -336,21 +368,9 @@ def compile_filter(raw: Any, path: str) -> EventFilter:
     direction = raw.get("direction", "same")
     if direction not in ("same", "opposite", "in", "out", "any"):
         raise ExpressionError(f"{path}.direction", "must be same, opposite, in, out or any")
-    channels = None
-    if "channels" in raw:
-        try:
-            channels = frozenset(Channel(item) for item in raw["channels"])
-        except (ValueError, TypeError):
-            allowed = ", ".join(channel.value for channel in Channel)
-            raise ExpressionError(f"{path}.channels", f"channels are: {allowed}") from None
-    currencies = raw.get("currencies")
-    if isinstance(currencies, list):
-        currencies = frozenset(str(item) for item in currencies)
-    elif currencies not in (None, "domestic", "foreign"):
-        raise ExpressionError(f"{path}.currencies", 'a list of codes, "domestic" or "foreign"')
-    cross_border = raw.get("cross_border")
-    if cross_border is not None and not isinstance(cross_border, bool):
-        raise ExpressionError(f"{path}.cross_border", "must be true or false")
+    channels = parse_members(Channel, raw.get("channels"), f"{path}.channels")
+    currencies = parse_currencies(raw.get("currencies"), f"{path}.currencies")
+    cross_border = parse_flag(raw.get("cross_border"), f"{path}.cross_border")
     bounds: dict[str, Decimal | None] = {}
     for key in ("min_cny", "below_cny", "multiple_of"):
         value = raw.get(key)

@@ -44,9 +44,18 @@ from typing import Any
 import rules.functions  # noqa: F401  - registers the vocabulary
 from core.customer import Customer, CustomerType
 from core.detection import Outcome, Severity
-from core.errors import InvalidInput
+from core.errors import LocatedInputError
 from core.transaction import Channel, Direction, Transaction
-from rules.expressions import Compiled, ExpressionError, Kind, Scope, compile_expression
+from rules.expressions import (
+    Compiled,
+    ExpressionError,
+    Kind,
+    Scope,
+    compile_expression,
+    parse_currencies,
+    parse_flag,
+    parse_members,
+)
 
 RULE_KEYS = frozenset(
     {
@@ -68,20 +77,11 @@ REASON_BUILTINS = frozenset(
 DEFAULT_PACK = "pboc"
 
 
-class RulePackError(InvalidInput):
+class RulePackError(LocatedInputError):
     """A pack that cannot be loaded; names the file, the rule and the field."""
 
     def __init__(self, source: str, rule_id: str | None, field: str | None, problem: str) -> None:
-        where = source
-        if rule_id is not None:
-            where += f", rule {rule_id!r}"
-        if field is not None:
-            where += f", field {field!r}"
-        super().__init__(f"{where}: {problem}")
-        self.source = source
-        self.rule_id = rule_id
-        self.field = field
-        self.problem = problem
+        super().__init__(source, problem, rule_id=rule_id, field=field)
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,30 +315,18 @@ def _parse_applies_to(raw: Any, fail: Any) -> AppliesTo:
     if unknown:
         raise fail(f"applies_to.{unknown[0]}", "unknown filter")
 
-    def members(key: str, enum: Any) -> frozenset[Any] | None:
-        if key not in raw:
-            return None
-        try:
-            return frozenset(enum(item) for item in raw[key])
-        except (ValueError, TypeError):
-            allowed = ", ".join(member.value for member in enum)
-            raise fail(f"applies_to.{key}", f"values must be among: {allowed}") from None
-
-    currencies = raw.get("currencies")
-    if isinstance(currencies, list):
-        currencies = frozenset(str(code) for code in currencies)
-    elif currencies not in (None, "domestic", "foreign"):
-        raise fail("applies_to.currencies", 'a list of codes, "domestic" or "foreign"')
-    cross_border = raw.get("cross_border")
-    if cross_border is not None and not isinstance(cross_border, bool):
-        raise fail("applies_to.cross_border", "must be true or false")
-    return AppliesTo(
-        channels=members("channels", Channel),
-        currencies=currencies,
-        directions=members("directions", Direction),
-        customer_types=members("customer_types", CustomerType),
-        cross_border=cross_border,
-    )
+    try:
+        return AppliesTo(
+            channels=parse_members(Channel, raw.get("channels"), "applies_to.channels"),
+            currencies=parse_currencies(raw.get("currencies"), "applies_to.currencies"),
+            directions=parse_members(Direction, raw.get("directions"), "applies_to.directions"),
+            customer_types=parse_members(
+                CustomerType, raw.get("customer_types"), "applies_to.customer_types"
+            ),
+            cross_border=parse_flag(raw.get("cross_border"), "applies_to.cross_border"),
+        )
+    except ExpressionError as exc:
+        raise fail(exc.path, exc.problem) from None
 
 
 NUMERIC_BUILTINS = frozenset({"amount", "amount_cny", "tx_count"})

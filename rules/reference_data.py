@@ -21,7 +21,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from core.calendar import WorkingCalendar
-from core.errors import InvalidInput
+from core.errors import InvalidInput, LocatedInputError
 from core.reference import country_codes, currency_codes
 from rules.screening import WatchList, WatchListEntry, normalise_name
 
@@ -43,20 +43,11 @@ _ROUNDING = Context(prec=64, rounding=ROUND_HALF_UP)
 CountryRisk = Literal["black", "grey"]
 
 
-class ReferenceDataError(InvalidInput):
+class ReferenceDataError(LocatedInputError):
     """A reference-data file that cannot be used; names the file, line and field."""
 
     def __init__(self, file: str, line: int | None, field: str | None, problem: str) -> None:
-        where = file
-        if line is not None:
-            where += f" line {line}"
-        if field is not None:
-            where += f", field {field!r}"
-        super().__init__(f"{where}: {problem}")
-        self.file = file
-        self.line = line
-        self.field = field
-        self.problem = problem
+        super().__init__(file, problem, line=line, field=field)
 
 
 class UnknownCurrency(InvalidInput):

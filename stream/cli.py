@@ -111,6 +111,10 @@ def up(
             # Still the embedded broker: keep its workarounds on.
             env["AMLWATCH_DEV_BROKER_PROFILE"] = "true"
             typer.echo(f"broker    {embedded.bootstrap} (embedded, in memory)")
+        if simulate and settings.customers_file is None:
+            # The simulator writes its customers here; the worker re-reads the file
+            # when it appears, so the rules know who is a company.
+            env["AMLWATCH_CUSTOMERS_FILE"] = str(settings.data_dir / "sim" / "customers.csv")
         children.append(("worker", _spawn(["worker"], env, logs / "worker.log")))
         web = f"http://{settings.web_host}:{settings.web_port}"
         typer.echo(f"worker    {web}/healthz  {web}/metrics  (log: {logs / 'worker.log'})")
@@ -118,6 +122,10 @@ def up(
             arguments = ["simulate", "--rate", str(rate), "--malformed-rate", str(malformed_rate)]
             children.append(("simulator", _spawn(arguments, env, logs / "simulator.log")))
             typer.echo(f"simulator {rate:g} msg/s into '{settings.transactions_topic}'")
+            typer.echo(
+                f"detections go to '{settings.alerts_topic}' and '{settings.reports_topic}'; "
+                "counts by rule: amlwatch_detections_total on /metrics"
+            )
         typer.echo("Ctrl-C stops everything.")
         announced_ready = False
         while True:

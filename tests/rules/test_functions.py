@@ -697,8 +697,8 @@ def test_filter_amount_bounds_in_cny(bounds: dict[str, Any], amount: str, expect
     [
         ({"channel": ["cash"]}, "f.channel", "unknown filter key"),
         ({"direction": "both"}, "f.direction", "must be same, opposite, in, out or any"),
-        ({"channels": ["bitcoin"]}, "f.channels", "channels are"),
-        ({"channels": "cash"}, "f.channels", "channels are"),
+        ({"channels": ["bitcoin"]}, "f.channels", "values must be among"),
+        ({"channels": "cash"}, "f.channels", "values must be among"),
         ({"currencies": "local"}, "f.currencies", "a list of codes"),
         ({"cross_border": "yes"}, "f.cross_border", "true or false"),
         ({"min_cny": 45000.5}, "f.min_cny", "an integer or a decimal string"),

@@ -71,7 +71,7 @@ def test_a_good_custom_pack_loads(tmp_path: Path) -> None:
         (
             ('channels = ["cash"] }', 'channels = ["bitcoin"] }'),
             "values.total[2].channels",
-            "channels are",
+            "values must be among",
         ),
         (('threshold = "50000"', "threshold = 5.5"), "params.threshold", "as strings"),
         (

@@ -87,7 +87,7 @@ def test_country_list_with_a_bad_code_names_line_and_field(tmp_path: Path) -> No
         load_country_lists(path)
     error = refused.value
     assert isinstance(error, InvalidInput)
-    assert (error.file, error.line, error.field) == (str(path), 10, "grey.countries")
+    assert (error.source, error.line, error.field) == (str(path), 10, "grey.countries")
     assert "line 10, field 'grey.countries': 'XX' is not an ISO 3166-1 alpha-2 code" in str(error)
 
 
@@ -195,7 +195,7 @@ def test_rates_with_a_bad_number_names_file_line_and_field(tmp_path: Path) -> No
     with pytest.raises(ReferenceDataError) as refused:
         load_rates(path)
     error = refused.value
-    assert (error.file, error.line, error.field) == (str(path), 5, "usd_per_unit")
+    assert (error.source, error.line, error.field) == (str(path), 5, "usd_per_unit")
     assert str(error) == f"{path} line 5, field 'usd_per_unit': not a decimal number"
 
 
