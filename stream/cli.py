@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from stream.broker import EmbeddedBroker
+from stream.broker import EmbeddedBroker, stop_process
 from stream.cli_settings import load_settings
 
 cli = typer.Typer(
@@ -78,16 +78,6 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _stop(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @cli.command()
 def up(
     simulate: Annotated[bool, typer.Option(help="Also run the simulator into the topic.")] = False,
@@ -142,7 +132,7 @@ def up(
     finally:
         # Producers first, then the worker (it commits on the way out), then the broker.
         for _name, process in reversed(children):
-            _stop(process)
+            stop_process(process, timeout=15.0)
         if embedded is not None:
             embedded.stop()
 

@@ -62,7 +62,7 @@ class Ledger:
     detections: list[Detection] = field(default_factory=list)
     _count: int = 0
 
-    def tx(
+    def build(
         self,
         amount: str | int | Decimal,
         *,
@@ -71,8 +71,8 @@ class Ledger:
         channel: str = "transfer",
         currency: str = "CNY",
         **fields: Any,
-    ) -> list[Detection]:
-        """Apply one transaction; return what it triggered (also kept in ``detections``)."""
+    ) -> Transaction:
+        """A transaction of this ledger's customer, not applied."""
         self._count += 1
         moment = self.start + at if isinstance(at, timedelta) else at or self.start
         document = {
@@ -86,8 +86,13 @@ class Ledger:
             "channel": channel,
             **fields,
         }
-        tx: Transaction = transaction_from_mapping(document)
-        found = list(self.engine.process(self.state, tx, self.customer).detections)
+        return transaction_from_mapping(document)
+
+    def tx(self, amount: str | int | Decimal, **options: Any) -> list[Detection]:
+        """Apply one transaction; return what it triggered (also kept in ``detections``)."""
+        found = list(
+            self.engine.process(self.state, self.build(amount, **options), self.customer).detections
+        )
         self.detections.extend(found)
         return found
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from core.transaction import transaction_from_mapping
 from rules.state import CustomerState
 from tests.rules.conftest import Ledger, customer
 
@@ -30,20 +29,7 @@ def test_redelivered_transaction_changes_nothing_and_re_emits_its_detections(
     first = ledger.tx("50000", channel="cash", tx_id="DUP")
     before = ledger.state.to_dict()
     again = ledger.engine.process(
-        ledger.state,
-        transaction_from_mapping(
-            {
-                "tx_id": "DUP",
-                "timestamp": ledger.start.isoformat(),
-                "customer_id": "C1",
-                "account_id": "A1",
-                "direction": "in",
-                "amount": "50000",
-                "currency": "CNY",
-                "channel": "cash",
-            }
-        ),
-        ledger.customer,
+        ledger.state, ledger.build("50000", channel="cash", tx_id="DUP"), ledger.customer
     )
     assert again.duplicate
     assert [d.detection_id for d in again.detections] == [d.detection_id for d in first]
@@ -107,41 +93,19 @@ def test_redelivery_of_a_transaction_older_than_the_retention_is_still_recognise
     ledger.tx("100", channel="card", at=timedelta(days=20))
     ledger.tx("100", channel="card", at=timedelta(days=1), tx_id="OLD")  # read late
     assert all(event.tx_id != "OLD" for event in ledger.state.events)  # already expired
-    document = {
-        "tx_id": "OLD",
-        "timestamp": (ledger.start + timedelta(days=1)).isoformat(),
-        "customer_id": "C1",
-        "account_id": "A1",
-        "direction": "in",
-        "amount": "100",
-        "currency": "CNY",
-        "channel": "card",
-    }
-    again = ledger.engine.process(ledger.state, transaction_from_mapping(document), None)
-    assert again.duplicate
+    replay = ledger.build("100", channel="card", at=timedelta(days=1), tx_id="OLD")
+    assert ledger.engine.process(ledger.state, replay, None).duplicate
     assert ledger.state.transactions == 2
 
 
 def test_a_re_read_stretch_is_recognised_by_input_position(ledger: Ledger) -> None:
-    def document(tx_id: str, day: int) -> dict[str, str]:
-        return {
-            "tx_id": tx_id,
-            "timestamp": (ledger.start + timedelta(days=day)).isoformat(),
-            "customer_id": "C1",
-            "account_id": "A1",
-            "direction": "in",
-            "amount": "100",
-            "currency": "CNY",
-            "channel": "card",
-        }
-
     engine = ledger.engine
     for offset in range(200):  # far more than the arrival list and the retention keep
-        tx = transaction_from_mapping(document(f"T{offset}", offset // 5))
+        tx = ledger.build("100", channel="card", at=timedelta(days=offset // 5), tx_id=f"T{offset}")
         assert not engine.process(ledger.state, tx, None, ("source-0", offset)).duplicate
-    replayed = transaction_from_mapping(document("T3", 0))
+    replayed = ledger.build("100", channel="card", tx_id="T3")
     assert engine.process(ledger.state, replayed, None, ("source-0", 3)).duplicate
     # The same offset of another input stream is a different record.
-    other = transaction_from_mapping(document("U3", 39))
+    other = ledger.build("100", channel="card", at=timedelta(days=39), tx_id="U3")
     assert not engine.process(ledger.state, other, None, ("source-1", 3)).duplicate
     assert ledger.state.transactions == 201
