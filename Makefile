@@ -27,6 +27,8 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy core rules stream bench
 	$(BIN)/lint-imports
 
 clean:

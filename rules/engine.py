@@ -155,7 +155,7 @@ class RuleEngine:
             key = f"{rule.id}|{day.isoformat()}|{event.direction.value}"
             if key in state.fired:
                 return None
-            identity = (day.isoformat(), event.direction.value)
+            identity: tuple[str, ...] = (day.isoformat(), event.direction.value)
         else:
             key = rule.id
             fired_at = state.fired.get(key)

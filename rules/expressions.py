@@ -346,14 +346,14 @@ def parse_currencies(raw: Any, path: str) -> frozenset[str] | str | None:
         return frozenset(str(item) for item in raw)
     if raw not in (None, "domestic", "foreign"):
         raise ExpressionError(path, 'a list of codes, "domestic" or "foreign"')
-    return raw  # type: ignore[no-any-return]
+    return raw
 
 
 def parse_flag(raw: Any, path: str) -> bool | None:
     """true, false, or None when absent."""
     if raw is not None and not isinstance(raw, bool):
         raise ExpressionError(path, "must be true or false")
-    return raw  # type: ignore[no-any-return]
+    return raw
 
 
 def compile_filter(raw: Any, path: str) -> EventFilter:

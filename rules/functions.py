@@ -298,32 +298,32 @@ def _count(events: list[TxEvent]) -> Decimal:
 @register("day_total", (Kind.UNIT, Kind.FILTER), N)
 def day_total(ctx: EvalContext, unit: str, event_filter: EventFilter) -> Decimal:
     """Sum over the bank-local day of the transaction (the whole day, late arrivals too)."""
-    return _aggregate(ctx, "day", event_filter, ("sum", unit), _sum(unit))  # type: ignore[no-any-return]
+    return _aggregate(ctx, "day", event_filter, ("sum", unit), _sum(unit))
 
 
 @register("day_count", (Kind.FILTER,), N)
 def day_count(ctx: EvalContext, event_filter: EventFilter) -> Decimal:
     """Number of the customer's transactions on the bank-local day of the transaction."""
-    return _aggregate(ctx, "day", event_filter, ("count",), _count)  # type: ignore[no-any-return]
+    return _aggregate(ctx, "day", event_filter, ("count",), _count)
 
 
 @register("window_total", (Kind.HOURS, Kind.UNIT, Kind.FILTER), N)
 def window_total(ctx: EvalContext, hours: int, unit: str, event_filter: EventFilter) -> Decimal:
     """Sum over the last ``hours`` hours of event time up to this transaction."""
-    return _aggregate(ctx, hours, event_filter, ("sum", unit), _sum(unit))  # type: ignore[no-any-return]
+    return _aggregate(ctx, hours, event_filter, ("sum", unit), _sum(unit))
 
 
 @register("window_count", (Kind.HOURS, Kind.FILTER), N)
 def window_count(ctx: EvalContext, hours: int, event_filter: EventFilter) -> Decimal:
     """Number of transactions in the last ``hours`` hours."""
-    return _aggregate(ctx, hours, event_filter, ("count",), _count)  # type: ignore[no-any-return]
+    return _aggregate(ctx, hours, event_filter, ("count",), _count)
 
 
 @register("window_min", (Kind.HOURS, Kind.UNIT, Kind.FILTER), N)
 def window_min(ctx: EvalContext, hours: int, unit: str, event_filter: EventFilter) -> Decimal:
     """Smallest amount in the window (0 when empty)."""
     pick = _amount(unit)
-    return _aggregate(  # type: ignore[no-any-return]
+    return _aggregate(
         ctx, hours, event_filter, ("min", unit),
         lambda found: min((pick(event) for event in found), default=ZERO),
     )  # fmt: skip
@@ -333,7 +333,7 @@ def window_min(ctx: EvalContext, hours: int, unit: str, event_filter: EventFilte
 def window_max(ctx: EvalContext, hours: int, unit: str, event_filter: EventFilter) -> Decimal:
     """Largest amount in the window (0 when empty)."""
     pick = _amount(unit)
-    return _aggregate(  # type: ignore[no-any-return]
+    return _aggregate(
         ctx, hours, event_filter, ("max", unit),
         lambda found: max((pick(event) for event in found), default=ZERO),
     )  # fmt: skip
@@ -344,7 +344,7 @@ def window_distinct_counterparties(
     ctx: EvalContext, hours: int, event_filter: EventFilter
 ) -> Decimal:
     """Distinct counterparties in the window (transactions without one are not counted)."""
-    return _aggregate(  # type: ignore[no-any-return]
+    return _aggregate(
         ctx, hours, event_filter, ("counterparties",),
         lambda found: Decimal(len({e.counterparty for e in found if e.counterparty})),
     )  # fmt: skip
@@ -353,7 +353,7 @@ def window_distinct_counterparties(
 @register("window_distinct_days", (Kind.HOURS, Kind.FILTER), N)
 def window_distinct_days(ctx: EvalContext, hours: int, event_filter: EventFilter) -> Decimal:
     """Distinct bank-local days with a matching transaction in the window."""
-    return _aggregate(  # type: ignore[no-any-return]
+    return _aggregate(
         ctx, hours, event_filter, ("days",), lambda found: Decimal(len({e.day for e in found}))
     )
 
@@ -368,7 +368,7 @@ def baseline_daily_mean(ctx: EvalContext, days: int, skip_days: int, direction: 
     key = ("baseline_daily_mean", days, skip_days, direction)
     cached = ctx.cache.get(key)
     if cached is not None:
-        return cached  # type: ignore[no-any-return]
+        return cached
     wanted = Direction.IN if direction == "in" else Direction.OUT
     end = ctx.event.day - skip_days  # exclusive
     start = end - days

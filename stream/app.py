@@ -25,6 +25,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -274,9 +275,12 @@ def _register_agents(built: AmlwatchApp) -> None:
 
 def _source_position(event: EventT) -> tuple[str, int] | None:
     """("source partition", offset) from the re-keying hop's header, if present."""
-    for name, value in event.message.headers or ():
+    headers = event.message.headers or ()
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    for name, value in pairs:
         if name == SOURCE_POSITION_HEADER:
-            partition, _, offset = value.decode().partition(":")
+            text = value.decode() if isinstance(value, bytes) else str(value)
+            partition, _, offset = text.partition(":")
             return f"source-{partition}", int(offset)
     return None
 
