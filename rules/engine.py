@@ -25,7 +25,7 @@ from rules.reference_data import CountryLists, RateTable
 from rules.screening import WatchList
 from rules.state import CustomerState, TxEvent
 
-RECENT_DETECTIONS_KEPT = 32
+RECENT_DETECTIONS_KEPT = 16
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,14 @@ class RuleEngine:
                 detections.append(detection)
         if detections:
             state.recent_detections.extend(d.to_dict() for d in detections)
-            del state.recent_detections[:-RECENT_DETECTIONS_KEPT]
+        if state.recent_detections:
+            # Only a redelivery re-emits, and redeliveries are of recent arrivals.
+            arrived = set(state.arrived)
+            state.recent_detections[:] = [
+                document
+                for document in state.recent_detections[-RECENT_DETECTIONS_KEPT:]
+                if document["trigger_tx_id"] in arrived
+            ]
         newest = state.last_event_at or event.at
         state.expire(
             now=newest,

@@ -51,9 +51,14 @@ class TxEvent:
     counterparty: str | None
     country: str | None
     cross_border: bool
+    # The serialised form, built once: an event is written with its customer's state
+    # on every later transaction until it expires.
+    _as_list: list[Any] | None = field(default=None, compare=False, repr=False)
 
     def to_list(self) -> list[Any]:
-        return [
+        if self._as_list is not None:
+            return self._as_list
+        as_list = [
             self.tx_id,
             self.at,
             self.day,
@@ -66,6 +71,8 @@ class TxEvent:
             self.country,
             self.cross_border,
         ]
+        object.__setattr__(self, "_as_list", as_list)
+        return as_list
 
     @classmethod
     def from_list(cls, item: list[Any]) -> TxEvent:
