@@ -28,7 +28,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy core rules stream bench
+	$(BIN)/mypy core rules models stream bench
 	$(BIN)/lint-imports
 
 clean:

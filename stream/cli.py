@@ -139,12 +139,14 @@ def up(
 
 def _register_commands() -> None:
     from stream.backtest_command import backtest
+    from stream.model_command import model_cli
     from stream.rules_command import rules_cli
     from stream.simulate_command import simulate
 
     cli.command("simulate")(simulate)
     cli.command("backtest")(backtest)
     cli.add_typer(rules_cli, name="rules")
+    cli.add_typer(model_cli, name="model")
 
 
 _register_commands()

@@ -17,7 +17,7 @@ BIN = Path(sys.executable).parent
     [
         ["ruff", "check", "."],
         ["ruff", "format", "--check", "."],
-        ["mypy", "core", "rules", "stream", "bench"],
+        ["mypy", "core", "rules", "models", "stream", "bench"],
     ],
     ids=["ruff-check", "ruff-format", "mypy"],
 )

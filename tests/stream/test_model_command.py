@@ -1,0 +1,110 @@
+"""``amlwatch model list|activate`` over a registry made in the test's directory."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from models.detector import AnomalyDetector
+from models.registry import METADATA_FILE, active_version, save
+from stream.model_command import model_cli
+
+app = typer.Typer()
+app.add_typer(model_cli, name="model")
+# Wide enough that rich never folds a version string in the table.
+runner = CliRunner(env={"COLUMNS": "200"})
+AT = datetime(2025, 4, 1, 9, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> tuple[Path, list[str]]:
+    directory = tmp_path / "models"
+    detector = AnomalyDetector(n_estimators=5, random_state=0)
+    detector.fit(np.random.default_rng(0).normal(size=(40, 2)))
+    versions = [
+        save(
+            detector,
+            directory=directory,
+            feature_names=["amount_z", "daily_count"],
+            training_data_hash="sha256:00",
+            training_period=(date(2025, 1, 1), date(2025, 3, 31)),
+            metrics=None,
+            created_at=AT + timedelta(hours=hours),
+        ).version
+        for hours in (0, 1)
+    ]
+    return directory, versions
+
+
+def row_of(output: str, version: str) -> str:
+    return next(line for line in output.splitlines() if version in line)
+
+
+def test_list_shows_every_version_and_marks_the_active_one(
+    registry: tuple[Path, list[str]],
+) -> None:
+    directory, (first, second) = registry
+    listed = runner.invoke(app, ["model", "list", "--models", str(directory)])
+    assert listed.exit_code == 0, listed.output
+    assert "2025-04-01 09:30:00" in row_of(listed.output, first)
+    assert "*" not in row_of(listed.output, first) + row_of(listed.output, second)
+
+    activated = runner.invoke(app, ["model", "activate", second, "--models", str(directory)])
+    assert activated.exit_code == 0, activated.output
+    assert f"active model: {second}" in activated.output
+    assert active_version(directory) == second
+    listed = runner.invoke(app, ["model", "list", "--models", str(directory)])
+    assert "*" in row_of(listed.output, second)
+    assert "*" not in row_of(listed.output, first)
+
+
+def test_activating_an_unknown_version_fails_and_keeps_the_active_one(
+    registry: tuple[Path, list[str]],
+) -> None:
+    directory, (first, _second) = registry
+    runner.invoke(app, ["model", "activate", first, "--models", str(directory)])
+    result = runner.invoke(
+        app, ["model", "activate", "20990101-000000-deadbeef", "--models", str(directory)]
+    )
+    assert result.exit_code == 1
+    assert "model version '20990101-000000-deadbeef' not found" in result.output
+    assert active_version(directory) == first
+
+
+def test_a_model_of_another_scikit_learn_is_listed_and_activated_with_a_warning(
+    registry: tuple[Path, list[str]],
+) -> None:
+    directory, (first, second) = registry
+    path = directory / first / METADATA_FILE
+    written = json.loads(path.read_text())
+    written["library_versions"]["scikit-learn"] = "1.4.2"
+    path.write_text(json.dumps(written))
+    warning = f"warning: {first} was saved with scikit-learn 1.4.2"
+    listed = runner.invoke(app, ["model", "list", "--models", str(directory)])
+    assert listed.exit_code == 0
+    assert warning in listed.stderr
+    assert second not in listed.stderr
+    activated = runner.invoke(app, ["model", "activate", first, "--models", str(directory)])
+    assert activated.exit_code == 0
+    assert warning in activated.stderr
+    assert active_version(directory) == first
+
+
+def test_default_registry_is_under_the_data_dir(
+    registry: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory, (first, _second) = registry
+    monkeypatch.setenv("AMLWATCH_DATA_DIR", str(directory.parent))
+    listed = runner.invoke(app, ["model", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert first in listed.output
+    monkeypatch.setenv("AMLWATCH_DATA_DIR", str(directory.parent / "empty"))
+    empty = runner.invoke(app, ["model", "list"])
+    assert empty.exit_code == 0
+    assert "no models in" in empty.output
