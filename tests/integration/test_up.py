@@ -68,12 +68,13 @@ def test_up_with_simulator_processes_a_rising_count_and_stops_everything(tmp_pat
         assert len(children) >= 3, "broker, worker and simulator run as child processes"
 
         up.send_signal(signal.SIGINT)
-        assert up.wait(60) == 0
+        code = up.wait(60)
+        assert code == 0, f"exit code {code}\n{log.read_text(errors='replace')[-3000:]}"
         _gone, alive = psutil.wait_procs(children, timeout=20)
         assert alive == [], f"left running: {[p.cmdline() for p in alive]}"
         output = log.read_text()
-        assert f"{base_url}/metrics" in output
-        assert "worker ready" in output
+        assert f"{base_url}/metrics" in output, output
+        assert "worker ready" in output, output
         assert (tmp_path / "data" / "sim" / "customers.csv").exists()
     finally:
         if up.poll() is None:
