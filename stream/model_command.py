@@ -1,21 +1,28 @@
-"""``amlwatch model list|activate``: the saved anomaly models and which one is active."""
+"""``amlwatch model train|list|activate``: fit, list and activate anomaly models."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
+import pandas as pd  # type: ignore[import-untyped]
 import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from core.customer import read_customers_csv
 from core.errors import AmlwatchError
-from models.registry import activate, library_versions, list_versions, read_metadata
+from core.transaction import CsvRowError, read_transactions_csv
+from models.features import FEATURE_NAMES, country_risk_from_lists
+from models.registry import activate, library_versions, list_versions, read_metadata, save
+from models.training import DEFAULT_WARMUP_DAYS, train_detector
 from stream.cli_settings import load_settings
+from stream.detection_engine import build_rule_engine
 
 model_cli = typer.Typer(
-    help="Anomaly models: list saved versions, activate one.", no_args_is_help=True
+    help="Anomaly models: train one, list saved versions, activate one.", no_args_is_help=True
 )
 
 ModelsOption = Annotated[
@@ -88,3 +95,94 @@ def _other_sklearn_warning(version: str, saved_with: str | None, running: str) -
         f"warning: {version} was saved with scikit-learn {saved_with}, this install has "
         f"{running}: loading it on this install is refused"
     )
+
+
+@model_cli.command("train")
+def train_model(
+    transactions: Annotated[
+        Path, typer.Option(help="Transactions CSV (contract columns).", exists=True, dir_okay=False)
+    ],
+    customers: Annotated[
+        Path, typer.Option(help="Customers CSV (DESIGN.md columns).", exists=True, dir_okay=False)
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Model registry directory (default: AMLWATCH_DATA_DIR/models)."),
+    ] = None,
+    target_alert_rate: Annotated[
+        float, typer.Option(min=0.0, max=0.5, help="Share of training rows that would alert.")
+    ] = 0.005,
+    warmup_days: Annotated[
+        int, typer.Option(min=0, help="First days of the file only build profiles.")
+    ] = DEFAULT_WARMUP_DAYS,
+) -> None:
+    """Fit the anomaly model on a history file and save it as a new registry version."""
+    settings = load_settings()
+    directory = out if out is not None else settings.data_dir / "models"
+    console = Console(stderr=True)
+    try:
+        reference = build_rule_engine(settings).reference
+        directory_of = {c.customer_id: c for c in read_customers_csv(customers)}
+    except AmlwatchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    rows: list[dict[str, object]] = []
+    errors: list[CsvRowError] = []
+    with console.status("reading transactions"):
+        for _line, row in read_transactions_csv(transactions):
+            if isinstance(row, CsvRowError):
+                errors.append(row)
+                continue
+            try:
+                amount_cny = reference.rates.to_cny(row.amount, row.currency)
+            except AmlwatchError as exc:
+                typer.echo(f"error: {transactions.name} tx {row.tx_id}: {exc}", err=True)
+                raise typer.Exit(2) from None
+            rows.append({**row.to_dict(), "amount_cny": amount_cny})
+    for error in errors[:10]:
+        typer.echo(f"skipped {error}", err=True)
+    frame = pd.DataFrame(rows)
+    missing = sorted(set(frame["customer_id"]) - set(directory_of)) if rows else []
+    if missing:
+        typer.echo(
+            f"error: {len(missing)} customers of {transactions.name} are not in "
+            f"{customers.name}, e.g. {missing[0]}",
+            err=True,
+        )
+        raise typer.Exit(2)
+    lists = reference.country_lists
+    with console.status(f"building features and fitting on {len(frame):,} transactions"):
+        try:
+            result = train_detector(
+                frame,
+                directory_of,
+                country_risk_from_lists(grey=lists.grey, black=lists.black),
+                ZoneInfo(settings.bank_timezone),
+                warmup_days=warmup_days,
+                target_alert_rate=target_alert_rate,
+            )
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+    artefact = save(
+        result.detector,
+        directory=directory,
+        feature_names=FEATURE_NAMES,
+        training_data_hash=result.data_hash,
+        training_period=result.period,
+        metrics=result.metrics,
+    )
+    typer.echo(
+        f"model {artefact.version}: {result.rows:,} transactions from {result.period[0]} to "
+        f"{result.period[1]} ({len(errors)} invalid rows skipped), threshold "
+        f"{result.detector.threshold_:.4f} -> {directory}"
+    )
+    if result.metrics:
+        recalls = ", ".join(
+            f"{name} {share:.0%}" for name, share in result.metrics["recall_by_typology"].items()
+        )
+        typer.echo(
+            f"on its training data: alert rate {result.metrics['alert_rate']:.2%}, precision "
+            f"{result.metrics['precision']:.0%}; recall by typology: {recalls}"
+        )
+    typer.echo(f"activate it with: amlwatch model activate {artefact.version}")

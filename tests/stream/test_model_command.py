@@ -12,8 +12,10 @@ import typer
 from typer.testing import CliRunner
 
 from models.detector import AnomalyDetector
+from models.features import FEATURE_NAMES
 from models.registry import METADATA_FILE, active_version, save
 from stream.model_command import model_cli
+from stream.simulator import Typology
 
 app = typer.Typer()
 app.add_typer(model_cli, name="model")
@@ -108,3 +110,63 @@ def test_default_registry_is_under_the_data_dir(
     empty = runner.invoke(app, ["model", "list"])
     assert empty.exit_code == 0
     assert "no models in" in empty.output
+
+
+def test_train_fits_on_a_simulated_history_and_saves_a_loadable_version(tmp_path: Path) -> None:
+    from stream.simulator import (
+        derive_rng,
+        generate_history,
+        generate_reference,
+        write_customers_csv,
+        write_transactions_csv,
+    )
+
+    rng = derive_rng(4, "train-command")
+    people, _managers = generate_reference(rng, 40, 2, as_of=date(2026, 1, 1))
+    history = generate_history(rng, people, start=date(2026, 1, 1), days=30, scenario_rate=20.0)
+    write_customers_csv(tmp_path / "customers.csv", people)
+    write_transactions_csv(tmp_path / "tx.csv", history)
+    directory = tmp_path / "models"
+
+    result = runner.invoke(
+        app,
+        ["model", "train", "--transactions", str(tmp_path / "tx.csv"),
+         "--customers", str(tmp_path / "customers.csv"), "--out", str(directory)],
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    [version] = [p.name for p in directory.iterdir() if not p.name.startswith((".", "ACTIVE"))]
+    metadata = json.loads((directory / version / METADATA_FILE).read_text())
+    assert metadata["feature_names"] == list(FEATURE_NAMES)
+    # The 7-day warm-up only builds profiles; training starts after it.
+    assert metadata["training_period"]["start"] == "2026-01-08"
+    assert set(metadata["metrics"]["recall_by_typology"]) <= {t.value for t in Typology}
+    assert metadata["metrics"]["alert_rate"] <= 0.01
+    assert f"amlwatch model activate {version}" in result.output
+    assert active_version(directory) is None, "training never activates by itself"
+
+
+def test_train_reports_customers_missing_from_the_customers_file(tmp_path: Path) -> None:
+    from stream.simulator import (
+        derive_rng,
+        generate_history,
+        generate_reference,
+        write_customers_csv,
+        write_transactions_csv,
+    )
+
+    rng = derive_rng(5, "train-command")
+    people, _managers = generate_reference(rng, 10, 1, as_of=date(2026, 1, 1))
+    write_transactions_csv(
+        tmp_path / "tx.csv", generate_history(rng, people, start=date(2026, 1, 1), days=10)
+    )
+    write_customers_csv(tmp_path / "customers.csv", people[:5])
+
+    result = runner.invoke(
+        app,
+        ["model", "train", "--transactions", str(tmp_path / "tx.csv"),
+         "--customers", str(tmp_path / "customers.csv"), "--out", str(tmp_path / "m")],
+    )  # fmt: skip
+
+    assert result.exit_code == 2
+    assert "are not in customers.csv" in result.output

@@ -1,0 +1,665 @@
+"""Behavioural features of a transaction against its own customer's history.
+
+One definition, two paths: :class:`BehaviourProfile` computes the features of one
+transaction from a bounded per-customer record in the live stream, and
+:func:`build_feature_matrix` computes the same numbers for a whole historical file for
+training. A parity test (``tests/models/test_features.py``) holds the two together.
+
+Features, in the fixed order of :data:`FEATURE_NAMES`, and why each is there:
+
+============================  ============================================================
+feature                       the laundering pattern it exposes
+============================  ============================================================
+log_amount_cny                large placements and layering moves stand out by size alone
+amount_robust_z               an amount far from this customer's usual (behaviour change)
+hour_rarity                   activity at hours the customer never uses (mule/takeover)
+weekday_rarity                activity on days the customer never uses (mule/takeover)
+new_counterparty              money to or from parties never seen before (fan-in/fan-out)
+counterparty_country_risk     FATF grey (1) or black (2) list geography
+channel_rarity                a switch to cash or wire the customer does not normally use
+count_24h_vs_baseline         a burst of transactions in a day (structuring, smurfing)
+volume_24h_vs_baseline        a day's value far above the usual daily flow
+count_7d_vs_baseline          a week-long burst (structuring spread over days)
+volume_7d_vs_baseline         a week's value far above the usual flow (behaviour change)
+in_out_balance_48h            money out matching money in within 48h (rapid pass-through)
+out_in_log_ratio_48h          direction of the 48h imbalance (collection vs distribution)
+distinct_counterparties_7d    many parties in a week (fan-in, fan-out, money-mule hubs)
+days_since_previous           a long-quiet account waking up (dormant reactivation)
+customer_corporate            corporates and persons have different normal behaviour
+customer_risk_rating          the bank's own KYC risk view (low 0, medium 1, high 2)
+============================  ============================================================
+
+Definitions (both paths; "local" is the bank's time zone, passed in):
+
+- Amounts are the CNY equivalent the caller gives, rounded to the fen (0.01 CNY).
+  ``log_amount_cny = log1p(CNY)``.
+- ``amount_robust_z = (log_amount - median) / max(1.4826 * MAD, 0.1)`` over the log
+  amounts (rounded to 3 decimals) of the customer's last 32 earlier transactions that
+  fall on the transaction's local day or the 90 before it; 0 when there are none. This is the
+  bounded approximation of a 90-day median/MAD: a busy customer's median is over its
+  last 32 transactions, not all of its 90 days. The 0.1 floor (about 10 %) keeps a
+  customer with identical amounts (a salary) from dividing by zero.
+- Rarities: ``1 - (n_bucket + 1) / (n_total + k)`` over the customer's whole history,
+  Laplace-smoothed over ``k`` buckets (24 hours, 7 weekdays, 5 channels); a customer
+  with no history gets ``1 - 1/k`` for every bucket.
+- Windows count the transaction itself plus earlier ones: 24h is the current UTC clock
+  hour and the 23 before it, 48h the current hour and the 47 before it (hourly
+  buckets); 7d is the local day and the 6 before it (daily buckets).
+- Baseline: the mean daily count and CNY volume over the local days ``[d-90, d-1]``,
+  divided by ``min(90, d - first_day)`` days of known history (0 when the customer is
+  new today). ``*_vs_baseline = log((window + 1) / (daily_mean * window_days + 1))``:
+  0 means usual, positive means more than usual.
+- ``in_out_balance_48h = min(in, out) / max(in, out)`` of the 48h CNY volumes: near 1 when
+  what came in went out again. ``out_in_log_ratio_48h = log((out + 1) / (in + 1))``.
+- ``new_counterparty``: 1 when the counterparty id is not among the 64 most recently
+  used counterparties of the customer; 0 when it is, or when there is no counterparty.
+  ``distinct_counterparties_7d``: remembered counterparties last used in the 7-day
+  window, plus this one; it saturates at 65 (the memory's bound).
+- ``days_since_previous``: event-time days since the customer's newest earlier
+  transaction; 0 for the first one (and for a late one, see below).
+- Country risk comes from the caller's ``country_risk(country) -> 0 | 1 | 2``
+  (see :func:`country_risk_from_lists`); this package does not read the FATF lists.
+
+Event time only: every bucket is keyed on the transaction's own timestamp, never on
+the wall clock. Late transactions (older than the newest one applied) are scored
+against the buckets of their own time, and when applied they go into their own hour
+or day bucket if that bucket is still kept (48 hours, 91 days behind the newest), and
+always into the whole-history counts; ``days_since_previous`` is 0 for them. The
+training path sees a file sorted by (timestamp, tx_id) per customer, so the two paths
+agree exactly for in-order streams and may differ only for late arrivals.
+
+The profile does not deduplicate: the caller applies a transaction once (the stream
+already recognises redeliveries with the rule engine's state).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta, tzinfo
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd  # type: ignore[import-untyped]
+
+from core.customer import Customer, CustomerType, RiskRating
+from core.transaction import Channel, Direction, Transaction
+
+FloatArray = npt.NDArray[np.float64]
+CountryRiskFunction = Callable[[str | None], int]
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "log_amount_cny",
+    "amount_robust_z",
+    "hour_rarity",
+    "weekday_rarity",
+    "new_counterparty",
+    "counterparty_country_risk",
+    "channel_rarity",
+    "count_24h_vs_baseline",
+    "volume_24h_vs_baseline",
+    "count_7d_vs_baseline",
+    "volume_7d_vs_baseline",
+    "in_out_balance_48h",
+    "out_in_log_ratio_48h",
+    "distinct_counterparties_7d",
+    "days_since_previous",
+    "customer_corporate",
+    "customer_risk_rating",
+)
+
+PROFILE_FORMAT = 1
+HOURS_KEPT = 48
+DAYS_KEPT = 91  # the day itself and the 90 before it
+BASELINE_DAYS = 90
+AMOUNT_SAMPLES = 32
+AMOUNT_DECIMALS = 3
+COUNTERPARTIES_KEPT = 64
+MAD_SCALE = 1.4826  # makes the MAD estimate a standard deviation for normal data
+MAD_FLOOR = 0.1
+CHANNELS: tuple[Channel, ...] = tuple(Channel)
+RISK_LEVELS = {RiskRating.LOW: 0, RiskRating.MEDIUM: 1, RiskRating.HIGH: 2}
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_HOUR = timedelta(hours=1)
+_EPOCH_ORDINAL = _EPOCH.date().toordinal()
+_NS_PER_HOUR = 3_600_000_000_000
+_NS_PER_DAY = 86_400_000_000_000
+_CHANNEL_INDEX: dict[str, int] = {channel.value: i for i, channel in enumerate(CHANNELS)}
+
+
+# --------------------------------------------------------------------------- shared formulas
+# Written once and used by both paths; they work on floats and on numpy arrays alike.
+
+
+def _fen(amount_cny: Decimal) -> int:
+    """The CNY amount in whole fen: exact integer sums in both paths."""
+    return int(amount_cny.scaleb(2).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def _log_amount(fen: int) -> float:
+    return math.log1p(fen / 100)
+
+
+def _amount_key(log_amount: float) -> float:
+    # Rounded so that the profile keeps short numbers; both paths round the same floats.
+    return round(log_amount, AMOUNT_DECIMALS)
+
+
+def _rarity(bucket_count: Any, total: Any, buckets: int) -> Any:
+    return 1.0 - (bucket_count + 1.0) / (total + buckets)
+
+
+def _vs_baseline(window: Any, daily_mean: Any, window_days: int) -> Any:
+    return np.log((window + 1.0) / (daily_mean * window_days + 1.0))
+
+
+def _balance(in_yuan: Any, out_yuan: Any) -> Any:
+    high = np.maximum(in_yuan, out_yuan)
+    return np.where(high > 0, np.minimum(in_yuan, out_yuan) / np.where(high > 0, high, 1.0), 0.0)
+
+
+def _out_in_log_ratio(in_yuan: Any, out_yuan: Any) -> Any:
+    return np.log((out_yuan + 1.0) / (in_yuan + 1.0))
+
+
+def _robust_z(log_amount: Any, median: Any, mad: Any) -> Any:
+    return (log_amount - median) / np.maximum(MAD_SCALE * mad, MAD_FLOOR)
+
+
+def _customer_codes(customer: Customer) -> tuple[float, float]:
+    return (
+        1.0 if customer.type is CustomerType.CORPORATE else 0.0,
+        float(RISK_LEVELS[customer.risk_rating]),
+    )
+
+
+def _counterparty_key(counterparty_id: str | None) -> str | None:
+    """A short stable digest: 64 of them fit the profile's size budget."""
+    if not counterparty_id:
+        return None
+    return hashlib.blake2b(counterparty_id.encode(), digest_size=4).hexdigest()
+
+
+def country_risk_from_lists(*, grey: Iterable[str], black: Iterable[str]) -> CountryRiskFunction:
+    """A ``country_risk`` function: 2 on the black list, 1 on the grey list, else 0."""
+    grey_set, black_set = frozenset(grey), frozenset(black)
+
+    def country_risk(country: str | None) -> int:
+        if not country:
+            return 0
+        code = country.strip().upper()
+        return 2 if code in black_set else 1 if code in grey_set else 0
+
+    return country_risk
+
+
+class CounterpartyMemory:
+    """The customer's most recently used counterparties (bounded), with their last day.
+
+    Used as is by both paths: remembering which of an unbounded set of counterparties is
+    "known" is exactly the part a bounded record must approximate, so the training path
+    runs this same structure rather than a pandas imitation of it.
+    """
+
+    __slots__ = ("_last_day",)
+
+    def __init__(self, last_day: OrderedDict[str, int] | None = None) -> None:
+        # Least recently used first.
+        self._last_day: OrderedDict[str, int] = last_day if last_day is not None else OrderedDict()
+
+    def features(self, key: str | None, day: int) -> tuple[float, float]:
+        """(new_counterparty, distinct_counterparties_7d) for a transaction on ``day``."""
+        recent = sum(1 for seen in self._last_day.values() if day - 6 <= seen <= day)
+        if key is None:
+            return 0.0, float(recent)
+        seen_day = self._last_day.get(key)
+        if seen_day is None:
+            return 1.0, float(recent + 1)
+        in_window = day - 6 <= seen_day <= day
+        return 0.0, float(recent if in_window else recent + 1)
+
+    def update(self, key: str | None, day: int) -> None:
+        """Remember ``key`` as used on ``day``; forget the least recently used beyond the bound."""
+        if key is None:
+            return
+        previous = self._last_day.pop(key, None)
+        self._last_day[key] = day if previous is None else max(previous, day)
+        while len(self._last_day) > COUNTERPARTIES_KEPT:
+            self._last_day.popitem(last=False)
+
+    def to_lists(self, reference_day: int) -> tuple[list[str], list[int]]:
+        return list(self._last_day), [reference_day - day for day in self._last_day.values()]
+
+    @classmethod
+    def from_lists(
+        cls, keys: list[str], offsets: list[int], reference_day: int
+    ) -> CounterpartyMemory:
+        return cls(
+            OrderedDict(
+                (str(key), reference_day - int(offset))
+                for key, offset in zip(keys, offsets, strict=True)
+            )
+        )
+
+
+# --------------------------------------------------------------------------- streaming path
+
+
+class BehaviourProfile:
+    """One customer's behaviour summary: bounded, JSON-serialisable, updated per transaction.
+
+    ``features`` scores a transaction against the profile *before* it is applied;
+    ``update`` then applies it. ``tz`` is the bank's time zone for hours, weekdays and days.
+    JSON size: about 1.5 KB for a typical simulated customer, under 3 KB for the busiest,
+    and about 4.5 KB at worst, since every structure below has a fixed maximum length.
+    """
+
+    def __init__(self, tz: tzinfo) -> None:
+        self.tz = tz
+        self.transactions = 0
+        self.first_day: int | None = None
+        self.last_day: int | None = None
+        self.last_hour: int | None = None
+        self.last_at: float | None = None
+        self.hour_counts = [0] * 24
+        self.weekday_counts = [0] * 7
+        self.channel_counts = [0] * len(CHANNELS)
+        # hour index (UTC hours since the epoch) -> [count, in fen, out fen]
+        self.hourly: dict[int, list[int]] = {}
+        # local day ordinal -> [count, fen]
+        self.daily: dict[int, list[int]] = {}
+        # (local day ordinal, rounded log amount), in arrival order
+        self.amounts: list[tuple[int, float]] = []
+        self.counterparties = CounterpartyMemory()
+
+    # The calendar of one transaction: (hour index, local day ordinal, local hour, weekday).
+    def _when(self, tx: Transaction) -> tuple[int, int, int, int]:
+        local = tx.timestamp.astimezone(self.tz)
+        hour_index = (tx.timestamp - _EPOCH) // _HOUR
+        return hour_index, local.date().toordinal(), local.hour, local.weekday()
+
+    def features(
+        self,
+        tx: Transaction,
+        amount_cny: Decimal,
+        customer: Customer,
+        country_risk: CountryRiskFunction,
+    ) -> FloatArray:
+        """The FEATURE_NAMES vector of ``tx`` against this profile, which it does not change."""
+        hour_index, day, hour, weekday = self._when(tx)
+        fen = _fen(amount_cny)
+        log_amount = _log_amount(fen)
+
+        samples = sorted(value for at, value in self.amounts if day - BASELINE_DAYS <= at <= day)
+        if samples:
+            median = _middle(samples)
+            mad = _middle(sorted(abs(value - median) for value in samples))
+            amount_z = float(_robust_z(log_amount, median, mad))
+        else:
+            amount_z = 0.0
+
+        is_in = tx.direction is Direction.IN
+        count_24h, fen_24h = 1, fen
+        in_48h, out_48h = (fen, 0) if is_in else (0, fen)
+        for index, (count, fen_in, fen_out) in self.hourly.items():
+            if hour_index - HOURS_KEPT < index <= hour_index:
+                in_48h += fen_in
+                out_48h += fen_out
+                if index > hour_index - 24:
+                    count_24h += count
+                    fen_24h += fen_in + fen_out
+        count_7d, fen_7d, base_count, base_fen = 1, fen, 0, 0
+        for at, (count, day_fen) in self.daily.items():
+            if day - 7 < at <= day:
+                count_7d += count
+                fen_7d += day_fen
+            if day - BASELINE_DAYS <= at < day:
+                base_count += count
+                base_fen += day_fen
+        span = 0 if self.first_day is None else min(BASELINE_DAYS, max(day - self.first_day, 0))
+        mean_count = base_count / span if span else 0.0
+        mean_yuan = base_fen / 100 / span if span else 0.0
+
+        new_counterparty, distinct_7d = self.counterparties.features(
+            _counterparty_key(tx.counterparty_id), day
+        )
+        moment = tx.event_epoch
+        days_since = 0.0 if self.last_at is None else max(moment - self.last_at, 0.0) / 86400
+        corporate, risk = _customer_codes(customer)
+        return np.array(
+            [
+                log_amount,
+                amount_z,
+                _rarity(self.hour_counts[hour], self.transactions, 24),
+                _rarity(self.weekday_counts[weekday], self.transactions, 7),
+                new_counterparty,
+                float(country_risk(tx.counterparty_country or None)),
+                _rarity(
+                    self.channel_counts[_CHANNEL_INDEX[tx.channel.value]],
+                    self.transactions,
+                    len(CHANNELS),
+                ),
+                _vs_baseline(count_24h, mean_count, 1),
+                _vs_baseline(fen_24h / 100, mean_yuan, 1),
+                _vs_baseline(count_7d, mean_count, 7),
+                _vs_baseline(fen_7d / 100, mean_yuan, 7),
+                _balance(in_48h / 100, out_48h / 100),
+                _out_in_log_ratio(in_48h / 100, out_48h / 100),
+                distinct_7d,
+                days_since,
+                corporate,
+                risk,
+            ],
+            dtype=np.float64,
+        )
+
+    def update(self, tx: Transaction, amount_cny: Decimal) -> None:
+        """Apply ``tx``: a late one goes to its own buckets if they are still kept."""
+        hour_index, day, hour, weekday = self._when(tx)
+        fen = _fen(amount_cny)
+        self.transactions += 1
+        self.hour_counts[hour] += 1
+        self.weekday_counts[weekday] += 1
+        self.channel_counts[_CHANNEL_INDEX[tx.channel.value]] += 1
+        self.first_day = day if self.first_day is None else min(self.first_day, day)
+        at = tx.event_epoch
+        self.last_at = at if self.last_at is None else max(self.last_at, at)
+
+        if self.last_hour is None or hour_index > self.last_hour:
+            self.last_hour = hour_index
+            self.hourly = {
+                index: bucket
+                for index, bucket in self.hourly.items()
+                if index > hour_index - HOURS_KEPT
+            }
+        if hour_index > self.last_hour - HOURS_KEPT:
+            bucket = self.hourly.setdefault(hour_index, [0, 0, 0])
+            bucket[0] += 1
+            bucket[1 if tx.direction is Direction.IN else 2] += fen
+
+        if self.last_day is None or day > self.last_day:
+            self.last_day = day
+            self.daily = {at: b for at, b in self.daily.items() if at > day - DAYS_KEPT}
+            self.amounts = [s for s in self.amounts if s[0] >= day - BASELINE_DAYS]
+        if day > self.last_day - DAYS_KEPT:
+            day_bucket = self.daily.setdefault(day, [0, 0])
+            day_bucket[0] += 1
+            day_bucket[1] += fen
+        self.amounts.append((day, _amount_key(_log_amount(fen))))
+        del self.amounts[:-AMOUNT_SAMPLES]
+
+        self.counterparties.update(_counterparty_key(tx.counterparty_id), day)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A compact JSON-ready form: times relative to the newest hour and day."""
+        last_hour = self.last_hour or 0
+        last_day = self.last_day or 0
+        day_counts = [0] * DAYS_KEPT
+        day_fen = [0] * DAYS_KEPT
+        for at, (count, fen) in self.daily.items():
+            day_counts[last_day - at] = count
+            day_fen[last_day - at] = fen
+        used = max((last_day - at + 1 for at in self.daily), default=0)
+        keys, offsets = self.counterparties.to_lists(last_day)
+        return {
+            "v": PROFILE_FORMAT,
+            "n": self.transactions,
+            "first_day": self.first_day,
+            "last_day": self.last_day,
+            "last_hour": self.last_hour,
+            "last_at": self.last_at,
+            "hours": self.hour_counts,
+            "weekdays": self.weekday_counts,
+            "channels": self.channel_counts,
+            "hourly": [[last_hour - index, *bucket] for index, bucket in self.hourly.items()],
+            "day_counts": day_counts[:used],
+            "day_fen": day_fen[:used],
+            "amount_days": [last_day - at for at, _ in self.amounts],
+            "amount_logs": [value for _, value in self.amounts],
+            "counterparties": "".join(keys),
+            "counterparty_days": offsets,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, tz: tzinfo) -> BehaviourProfile:
+        """Rebuild what ``to_dict`` wrote; ValueError for another format version."""
+        if data.get("v") != PROFILE_FORMAT:
+            raise ValueError(f"behaviour profile format {data.get('v')!r}, expected 1")
+        profile = cls(tz)
+        profile.transactions = int(data["n"])
+        profile.first_day = data["first_day"]
+        profile.last_day = data["last_day"]
+        profile.last_hour = data["last_hour"]
+        profile.last_at = data["last_at"]
+        profile.hour_counts = [int(n) for n in data["hours"]]
+        profile.weekday_counts = [int(n) for n in data["weekdays"]]
+        profile.channel_counts = [int(n) for n in data["channels"]]
+        last_hour = profile.last_hour or 0
+        last_day = profile.last_day or 0
+        profile.hourly = {
+            last_hour - int(offset): [int(count), int(fen_in), int(fen_out)]
+            for offset, count, fen_in, fen_out in data["hourly"]
+        }
+        profile.daily = {
+            last_day - offset: [int(count), int(fen)]
+            for offset, (count, fen) in enumerate(
+                zip(data["day_counts"], data["day_fen"], strict=True)
+            )
+            if count
+        }
+        profile.amounts = [
+            (last_day - int(offset), float(value))
+            for offset, value in zip(data["amount_days"], data["amount_logs"], strict=True)
+        ]
+        packed: str = data["counterparties"]
+        keys = [packed[i : i + 8] for i in range(0, len(packed), 8)]
+        profile.counterparties = CounterpartyMemory.from_lists(
+            keys, list(data["counterparty_days"]), last_day
+        )
+        return profile
+
+
+def _middle(ordered: list[float]) -> float:
+    # The median of a sorted list, computed as the training path computes it.
+    count = len(ordered)
+    return (ordered[(count - 1) // 2] + ordered[count // 2]) / 2
+
+
+# --------------------------------------------------------------------------- training path
+
+
+def build_feature_matrix(
+    transactions: pd.DataFrame,
+    customers: Mapping[str, Customer],
+    country_risk: CountryRiskFunction,
+    tz: tzinfo,
+) -> pd.DataFrame:
+    """FEATURE_NAMES for every row of a historical file, each against its customer's past.
+
+    ``transactions`` has the contract's columns plus ``amount_cny`` (Decimal, or anything
+    ``Decimal(str(x))`` reads); ``timestamp`` holds RFC 3339 strings or aware datetimes.
+    Rows are taken in (timestamp, tx_id) order per customer, whatever the input order;
+    the result is indexed like the input. Everything is vectorised with numpy/pandas
+    except the two counterparty features (``new_counterparty``,
+    ``distinct_counterparties_7d``), which run the profile's own bounded
+    :class:`CounterpartyMemory` in one pass over the rows.
+    """
+    rows = len(transactions)
+    if rows == 0:
+        return pd.DataFrame(columns=list(FEATURE_NAMES), index=transactions.index, dtype=float)
+    unknown = set(transactions["customer_id"].unique()) - set(customers)
+    if unknown:
+        raise KeyError(f"{len(unknown)} customer ids have no Customer, e.g. {min(unknown)!r}")
+
+    stamps = pd.to_datetime(transactions["timestamp"], utc=True, format="ISO8601")
+    stamps = stamps.dt.as_unit("ns")
+    codes, _ = pd.factorize(transactions["customer_id"])
+    order_frame = pd.DataFrame(
+        {
+            "customer": codes,
+            "ns": stamps.array.asi8,
+            "tx_id": transactions["tx_id"].astype(str).to_numpy(),
+        }
+    )
+    order = order_frame.sort_values(["customer", "ns", "tx_id"], kind="mergesort").index.to_numpy()
+    sorted_tx = transactions.iloc[order]
+    customer = codes[order].astype(np.int64)
+    ns = order_frame["ns"].to_numpy()[order]
+    local_ns = stamps.dt.tz_convert(tz).dt.tz_localize(None).array.asi8[order]
+
+    hour_index = ns // _NS_PER_HOUR
+    day = local_ns // _NS_PER_DAY + _EPOCH_ORDINAL
+    hour_of_day = (local_ns // _NS_PER_HOUR) % 24
+    weekday = (day - 1) % 7  # ordinal 1 (0001-01-01) is a Monday
+    position = np.arange(rows)
+    group_start = np.searchsorted(customer, customer, side="left")
+    prior = position - group_start
+
+    fen = np.fromiter(
+        (_fen(a if isinstance(a, Decimal) else Decimal(str(a))) for a in sorted_tx["amount_cny"]),
+        dtype=np.int64,
+        count=rows,
+    )
+    log_amount = np.fromiter((_log_amount(int(f)) for f in fen), dtype=np.float64, count=rows)
+    direction = sorted_tx["direction"].map(str).to_numpy()
+    is_in = direction == Direction.IN.value
+    channel = sorted_tx["channel"].map(lambda value: _CHANNEL_INDEX[str(value)]).to_numpy()
+
+    out = pd.DataFrame(index=pd.RangeIndex(rows), columns=list(FEATURE_NAMES), dtype=float)
+    out["log_amount_cny"] = log_amount
+    out["amount_robust_z"] = _robust_z_matrix(log_amount, day, group_start)
+
+    keys = pd.DataFrame({"customer": customer})
+    for name, bucket, buckets in (
+        ("hour_rarity", hour_of_day, 24),
+        ("weekday_rarity", weekday, 7),
+        ("channel_rarity", channel, len(CHANNELS)),
+    ):
+        keys["bucket"] = bucket
+        seen = keys.groupby(["customer", "bucket"], sort=False).cumcount().to_numpy()
+        out[name] = _rarity(seen, prior, buckets)
+
+    # Lists, not Series.map: pandas would turn the None of "no country" back into NaN.
+    countries = [_text_or_none(v) for v in sorted_tx["counterparty_country"].tolist()]
+    risk_of = {country: float(country_risk(country)) for country in set(countries)}
+    out["counterparty_country_risk"] = [risk_of[country] for country in countries]
+
+    # Window sums over earlier rows of the same customer: searchsorted on a composite
+    # (customer, time bucket) key, then differences of running totals.
+    fen_in = np.where(is_in, fen, 0).astype(np.float64)
+    fen_out = np.where(is_in, 0, fen).astype(np.float64)
+    hour_key = _composite(customer, hour_index)
+    day_key = _composite(customer, day)
+
+    def earlier(key: npt.NDArray[np.int64], back: int) -> npt.NDArray[np.int64]:
+        return np.maximum(np.searchsorted(key, key - back, side="left"), group_start)
+
+    def window_sum(values: FloatArray, low: npt.NDArray[np.int64], high: Any) -> FloatArray:
+        running = np.concatenate(([0.0], np.cumsum(values)))
+        return np.asarray(running[high] - running[low])
+
+    total_fen = fen.astype(np.float64)
+    start_24h, start_48h = earlier(hour_key, 23), earlier(hour_key, HOURS_KEPT - 1)
+    count_24h = position - start_24h + 1
+    yuan_24h = (window_sum(total_fen, start_24h, position) + fen) / 100
+    in_48h = (window_sum(fen_in, start_48h, position) + np.where(is_in, fen, 0)) / 100
+    out_48h = (window_sum(fen_out, start_48h, position) + np.where(is_in, 0, fen)) / 100
+    start_7d = earlier(day_key, 6)
+    count_7d = position - start_7d + 1
+    yuan_7d = (window_sum(total_fen, start_7d, position) + fen) / 100
+    base_low = earlier(day_key, BASELINE_DAYS)
+    base_high = np.maximum(np.searchsorted(day_key, day_key, side="left"), group_start)
+    base_count = base_high - base_low
+    base_fen = window_sum(total_fen, base_low, base_high)
+    span = np.minimum(BASELINE_DAYS, np.maximum(day - day[group_start], 0))
+    safe_span = np.where(span > 0, span, 1)
+    mean_count = np.where(span > 0, base_count / safe_span, 0.0)
+    mean_yuan = np.where(span > 0, base_fen / 100 / safe_span, 0.0)
+    out["count_24h_vs_baseline"] = _vs_baseline(count_24h, mean_count, 1)
+    out["volume_24h_vs_baseline"] = _vs_baseline(yuan_24h, mean_yuan, 1)
+    out["count_7d_vs_baseline"] = _vs_baseline(count_7d, mean_count, 7)
+    out["volume_7d_vs_baseline"] = _vs_baseline(yuan_7d, mean_yuan, 7)
+    out["in_out_balance_48h"] = _balance(in_48h, out_48h)
+    out["out_in_log_ratio_48h"] = _out_in_log_ratio(in_48h, out_48h)
+
+    new_counterparty, distinct_7d = _counterparty_features(
+        customer, day, [_text_or_none(v) for v in sorted_tx["counterparty_id"].tolist()]
+    )
+    out["new_counterparty"] = new_counterparty
+    out["distinct_counterparties_7d"] = distinct_7d
+
+    seconds = ns / 1e9
+    gap = np.where(prior > 0, seconds - np.concatenate(([0.0], seconds[:-1])), 0.0)
+    out["days_since_previous"] = np.maximum(gap, 0.0) / 86400
+
+    codes_of = {cid: _customer_codes(c) for cid, c in customers.items()}
+    ids = sorted_tx["customer_id"].tolist()
+    out["customer_corporate"] = np.fromiter((codes_of[i][0] for i in ids), np.float64, rows)
+    out["customer_risk_rating"] = np.fromiter((codes_of[i][1] for i in ids), np.float64, rows)
+    # Back to the input's row order and index (which may have duplicates).
+    values = np.empty((rows, len(FEATURE_NAMES)), dtype=np.float64)
+    values[order] = out.to_numpy(dtype=np.float64)
+    return pd.DataFrame(values, index=transactions.index, columns=list(FEATURE_NAMES))
+
+
+def _text_or_none(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return None
+    text = str(value)
+    return text or None
+
+
+def _composite(customer: npt.NDArray[np.int64], bucket: npt.NDArray[np.int64]) -> Any:
+    # Sorted by customer then time, so this key is non-decreasing; buckets never collide
+    # across customers because every window start is clamped to the customer's first row.
+    return customer * (1 << 32) + (bucket - bucket.min())
+
+
+def _robust_z_matrix(
+    log_amount: FloatArray, day: npt.NDArray[np.int64], group_start: npt.NDArray[np.int64]
+) -> FloatArray:
+    """amount_robust_z over the last AMOUNT_SAMPLES rows within BASELINE_DAYS days."""
+    rows = len(log_amount)
+    keys = np.array([_amount_key(float(v)) for v in log_amount], dtype=np.float64)
+    position = np.arange(rows)
+    lags = np.arange(1, AMOUNT_SAMPLES + 1)
+    earlier = position[:, None] - lags[None, :]
+    safe = np.maximum(earlier, 0)
+    valid = (earlier >= group_start[:, None]) & (day[safe] >= (day - BASELINE_DAYS)[:, None])
+    samples = np.sort(np.where(valid, keys[safe], np.nan), axis=1)  # NaN sorts last
+    count = valid.sum(axis=1)
+    median = _middle_of_rows(samples, count)
+    deviations = np.sort(np.abs(samples - median[:, None]), axis=1)
+    mad = _middle_of_rows(deviations, count)
+    z = _robust_z(log_amount, np.nan_to_num(median), np.nan_to_num(mad))
+    return np.asarray(np.where(count > 0, z, 0.0), dtype=np.float64)
+
+
+def _middle_of_rows(ordered: FloatArray, count: npt.NDArray[np.int64]) -> FloatArray:
+    rows = np.arange(len(ordered))
+    low = ordered[rows, np.maximum(count - 1, 0) // 2]
+    high = ordered[rows, np.minimum(count // 2, ordered.shape[1] - 1)]
+    return np.asarray((low + high) / 2, dtype=np.float64)
+
+
+def _counterparty_features(
+    customer: npt.NDArray[np.int64], day: npt.NDArray[np.int64], counterparties: list[str | None]
+) -> tuple[FloatArray, FloatArray]:
+    rows = len(customer)
+    new = np.zeros(rows)
+    distinct = np.zeros(rows)
+    memory = CounterpartyMemory()
+    current = None
+    days = day.tolist()
+    for row, (who, counterparty) in enumerate(zip(customer.tolist(), counterparties, strict=True)):
+        if who != current:
+            memory, current = CounterpartyMemory(), who
+        key = _counterparty_key(counterparty)
+        new[row], distinct[row] = memory.features(key, days[row])
+        memory.update(key, days[row])
+    return new, distinct
