@@ -7,19 +7,27 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
+import numpy as np
+import pandas as pd  # type: ignore[import-untyped]
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from core.calendar import DateOutsideCalendar
-from core.customer import ReferenceRowError, read_customers_csv
+from core.customer import Customer, ReferenceRowError, read_customers_csv
 from core.detection import Detection, Outcome
-from core.errors import InvalidInput
+from core.errors import AmlwatchError, InvalidInput
 from core.settings import Settings
 from core.transaction import CsvRowError, Transaction, read_transactions_csv
-from rules.backtest import Evaluation, alert_record, evaluate, in_event_order, run_backtest
+from models.features import FEATURE_NAMES, build_feature_matrix, country_risk_from_lists
+from models.registry import active_version, load
+from models.scoring import ANOMALY_DETECTOR, anomaly_detection, explain, score_batch
+from models.training import DEFAULT_WARMUP_DAYS
+from rules.backtest import alert_record, evaluate, in_event_order, run_backtest
+from rules.engine import RuleEngine
 from rules.reference_data import load_calendar
 from stream.cli_settings import load_settings
 from stream.detection_engine import build_rule_engine
@@ -58,8 +66,15 @@ def backtest(
         Path | None,
         typer.Option(help="Managers CSV; accepted for symmetry, routing is the case store's."),
     ] = None,
+    models: Annotated[
+        Path | None,
+        typer.Option(help="Model registry to score with (default: AMLWATCH_DATA_DIR/models)."),
+    ] = None,
+    no_model: Annotated[
+        bool, typer.Option("--no-model", help="Rules alone, even if a model is active.")
+    ] = False,
 ) -> None:
-    """Run the rule pack over a transactions file in event-time order, as the worker would."""
+    """Run the rule pack (and the active anomaly model) over a file, as the worker would."""
     console = Console(stderr=True)
     settings: Settings = load_settings()
     if pack is not None:
@@ -103,6 +118,19 @@ def backtest(
         except InvalidInput as exc:
             console.print(f"[red]error:[/red] {transactions.name}: {exc}")
             raise typer.Exit(2) from None
+    model_version = None
+    if not no_model:
+        registry = models if models is not None else settings.data_dir / "models"
+        try:
+            scored = _score_with_active_model(registry, ordered, customer_records, engine, settings)
+        except AmlwatchError as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from None
+        if scored is None:
+            console.print(f"no active model in {registry}: rules only")
+        else:
+            model_version, anomalies = scored
+            detections.extend(anomalies)
     elapsed = time.perf_counter() - started
 
     alerts_written = reports_written = undated = 0
@@ -134,7 +162,7 @@ def backtest(
     out_console = Console()
     _print_rule_counts(out_console, detections)
     if any(tx.extra.get("sim_typology") for tx in loaded):
-        _print_evaluation(out_console, evaluate(loaded, detections))
+        _print_evaluation(out_console, loaded, detections, model_version)
     for error in errors[:ERRORS_SHOWN]:
         out_console.print(f"[yellow]skipped[/yellow] {error}")
     if len(errors) > ERRORS_SHOWN:
@@ -162,18 +190,80 @@ def _print_rule_counts(console: Console, detections: list[Detection]) -> None:
     console.print(table)
 
 
-def _print_evaluation(console: Console, evaluation: Evaluation) -> None:
-    table = Table(title="Labelled scenarios found by alerts (simulator labels)")
-    for column in ("typology", "scenarios", "found", "recall", "main detectors"):
-        table.add_column(column)
-    for typology, score in sorted(evaluation.by_typology.items()):
-        detectors = evaluation.detectors_by_typology.get(typology, Counter())
-        top = ", ".join(name for name, _ in detectors.most_common(2)) or "-"
-        table.add_row(
-            typology, str(score.scenarios), str(score.detected), f"{score.recall:.0%}", top
-        )
-    console.print(table)
-    console.print(
-        f"alert precision: {evaluation.alerts_on_labelled:,} of {evaluation.alerts:,} alerts "
-        f"touch a labelled transaction ({evaluation.precision:.1%})"
+def _score_with_active_model(
+    registry: Path,
+    ordered: list[Transaction],
+    customers: dict[str, Customer],
+    engine: RuleEngine,
+    settings: Settings,
+) -> tuple[str, list[Detection]] | None:
+    """Anomaly alerts of the active model over the file, scored in one batch; None if none."""
+    version = active_version(registry) if registry.exists() else None
+    if version is None:
+        return None
+    detector, _metadata = load(registry, version, expected_features=FEATURE_NAMES)
+    reference = engine.reference
+    frame = pd.DataFrame(
+        [{**tx.to_dict(), "amount_cny": reference.rates.to_cny(tx.amount, tx.currency)}
+         for tx in ordered]
+    )  # fmt: skip
+    lists = reference.country_lists
+    tz = ZoneInfo(settings.bank_timezone)
+    features = build_feature_matrix(
+        frame, customers, country_risk_from_lists(grey=lists.grey, black=lists.black), tz
     )
+    scored = score_batch(detector, features)
+    # As in training: a customer's first days only build their profile, everything in
+    # them looks new and unusual.
+    stamps = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
+    first_seen = stamps.groupby(frame["customer_id"]).transform("min")
+    warmed_up = (stamps - first_seen >= pd.Timedelta(days=DEFAULT_WARMUP_DAYS)).to_numpy()
+    anomalies = []
+    for row in np.flatnonzero(scored.alert & warmed_up):
+        values = features.iloc[row]
+        anomalies.append(
+            anomaly_detection(
+                ordered[row],
+                risk=float(scored.risk[row]),
+                reasons=explain(values.to_numpy()),
+                values=values.to_dict(),
+                model_version=version,
+                tz=tz,
+            )
+        )
+    return version, anomalies
+
+
+def _print_evaluation(
+    console: Console,
+    transactions: list[Transaction],
+    detections: list[Detection],
+    model_version: str | None,
+) -> None:
+    by_rules = [d for d in detections if d.detector != ANOMALY_DETECTOR]
+    by_model = [d for d in detections if d.detector == ANOMALY_DETECTOR]
+    views = {"rules": evaluate(transactions, by_rules)}
+    if model_version is not None:
+        views["model"] = evaluate(transactions, by_model)
+        views["both"] = evaluate(transactions, detections)
+    title = "Labelled scenarios found by alerts (simulator labels)"
+    if model_version is not None:
+        title += f", model {model_version}"
+    table = Table(title=title)
+    table.add_column("typology")
+    table.add_column("scenarios", justify="right")
+    for name in views:
+        table.add_column(name, justify="right")
+    for typology, score in sorted(views["rules"].by_typology.items()):
+        cells = [
+            f"{view.by_typology[typology].detected} ({view.by_typology[typology].recall:.0%})"
+            for view in views.values()
+        ]
+        table.add_row(typology, str(score.scenarios), *cells)
+    per_thousand = [
+        f"{1000 * view.alerts / len(transactions):.2f}" if transactions else "-"
+        for view in views.values()
+    ]
+    table.add_row("alerts per 1,000 tx", "", *per_thousand)
+    table.add_row("alert precision", "", *(f"{view.precision:.1%}" for view in views.values()))
+    console.print(table)

@@ -170,3 +170,50 @@ def test_train_reports_customers_missing_from_the_customers_file(tmp_path: Path)
 
     assert result.exit_code == 2
     assert "are not in customers.csv" in result.output
+
+
+def test_backtest_scores_with_the_active_model_and_explains_its_alerts(tmp_path: Path) -> None:
+    from stream.backtest_command import backtest
+    from stream.simulator import (
+        derive_rng,
+        generate_history,
+        generate_reference,
+        write_customers_csv,
+        write_transactions_csv,
+    )
+
+    rng = derive_rng(6, "backtest-model")
+    people, _managers = generate_reference(rng, 60, 3, as_of=date(2026, 1, 1))
+    history = generate_history(rng, people, start=date(2026, 1, 1), days=40, scenario_rate=20.0)
+    write_customers_csv(tmp_path / "customers.csv", people)
+    write_transactions_csv(tmp_path / "tx.csv", history)
+    models = tmp_path / "models"
+    app = typer.Typer()
+    app.add_typer(model_cli, name="model")
+    app.command("backtest")(backtest)
+    common = ["--transactions", str(tmp_path / "tx.csv"), "--customers",
+              str(tmp_path / "customers.csv")]  # fmt: skip
+    trained = runner.invoke(app, ["model", "train", *common, "--out", str(models)])
+    assert trained.exit_code == 0, trained.output
+    [version] = [p.name for p in models.iterdir() if not p.name.startswith((".", "ACTIVE"))]
+    assert (
+        runner.invoke(app, ["model", "activate", version, "--models", str(models)]).exit_code == 0
+    )
+
+    with_model = runner.invoke(
+        app, ["backtest", *common, "--out", str(tmp_path / "a.jsonl"), "--models", str(models)]
+    )
+    rules_only = runner.invoke(
+        app, ["backtest", *common, "--out", str(tmp_path / "b.jsonl"), "--no-model"]
+    )
+
+    assert with_model.exit_code == 0, with_model.output
+    assert rules_only.exit_code == 0, rules_only.output
+    alerts = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    anomalies = [a for a in alerts if a["detector"] == "anomaly"]
+    assert anomalies, "a trained model flags some of the simulated scenarios"
+    assert all(a["detector_version"] == version for a in anomalies)
+    assert all(1 <= len(a["reasons"]) <= 3 for a in anomalies)
+    without = [json.loads(line) for line in (tmp_path / "b.jsonl").read_text().splitlines()]
+    assert [a for a in alerts if a["detector"] != "anomaly"] == without
+    assert "model" in with_model.output and "both" in with_model.output
