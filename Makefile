@@ -24,6 +24,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/stream_bench.py
 	$(BIN)/python bench/rules_bench.py
+	$(BIN)/python bench/model_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
