@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from rules.reference_data import load_country_lists, load_rates, load_watch_list
-
 from core.settings import Settings
 from rules.engine import Reference, RuleEngine
 from rules.pack import load_pack, packaged_pack_path
+from rules.reference_data import load_country_lists, load_rates, load_watch_list
 
 
 def build_rule_engine(settings: Settings) -> RuleEngine:
