@@ -15,7 +15,14 @@ from models.detector import AnomalyDetector
 from models.features import FEATURE_NAMES
 from models.registry import METADATA_FILE, active_version, save
 from stream.model_command import model_cli
-from stream.simulator import Typology
+from stream.simulator import (
+    Typology,
+    derive_rng,
+    generate_history,
+    generate_reference,
+    write_customers_csv,
+    write_transactions_csv,
+)
 
 app = typer.Typer()
 app.add_typer(model_cli, name="model")
@@ -42,6 +49,19 @@ def registry(tmp_path: Path) -> tuple[Path, list[str]]:
         for hours in (0, 1)
     ]
     return directory, versions
+
+
+def simulated_files(
+    directory: Path, *, seed: int, customers: int, days: int, known_customers: int | None = None
+) -> list[str]:
+    """Write tx.csv and customers.csv of a simulated history; the CLI options naming them."""
+    rng = derive_rng(seed, "model-command")
+    people, _managers = generate_reference(rng, customers, 2, as_of=date(2026, 1, 1))
+    history = generate_history(rng, people, start=date(2026, 1, 1), days=days, scenario_rate=20.0)
+    write_transactions_csv(directory / "tx.csv", history)
+    write_customers_csv(directory / "customers.csv", people[:known_customers])
+    return ["--transactions", str(directory / "tx.csv"),
+            "--customers", str(directory / "customers.csv")]  # fmt: skip
 
 
 def row_of(output: str, version: str) -> str:
@@ -113,26 +133,13 @@ def test_default_registry_is_under_the_data_dir(
 
 
 def test_train_fits_on_a_simulated_history_and_saves_a_loadable_version(tmp_path: Path) -> None:
-    from stream.simulator import (
-        derive_rng,
-        generate_history,
-        generate_reference,
-        write_customers_csv,
-        write_transactions_csv,
-    )
-
-    rng = derive_rng(4, "train-command")
-    people, _managers = generate_reference(rng, 40, 2, as_of=date(2026, 1, 1))
-    history = generate_history(rng, people, start=date(2026, 1, 1), days=30, scenario_rate=20.0)
-    write_customers_csv(tmp_path / "customers.csv", people)
-    write_transactions_csv(tmp_path / "tx.csv", history)
+    files = simulated_files(tmp_path, seed=4, customers=40, days=30)
     directory = tmp_path / "models"
 
     result = runner.invoke(
         app,
-        ["model", "train", "--transactions", str(tmp_path / "tx.csv"),
-         "--customers", str(tmp_path / "customers.csv"), "--out", str(directory)],
-    )  # fmt: skip
+        ["model", "train", *files, "--out", str(directory)],
+    )
 
     assert result.exit_code == 0, result.output
     [version] = [p.name for p in directory.iterdir() if not p.name.startswith((".", "ACTIVE"))]
@@ -147,26 +154,12 @@ def test_train_fits_on_a_simulated_history_and_saves_a_loadable_version(tmp_path
 
 
 def test_train_reports_customers_missing_from_the_customers_file(tmp_path: Path) -> None:
-    from stream.simulator import (
-        derive_rng,
-        generate_history,
-        generate_reference,
-        write_customers_csv,
-        write_transactions_csv,
-    )
-
-    rng = derive_rng(5, "train-command")
-    people, _managers = generate_reference(rng, 10, 1, as_of=date(2026, 1, 1))
-    write_transactions_csv(
-        tmp_path / "tx.csv", generate_history(rng, people, start=date(2026, 1, 1), days=10)
-    )
-    write_customers_csv(tmp_path / "customers.csv", people[:5])
+    files = simulated_files(tmp_path, seed=5, customers=10, days=10, known_customers=5)
 
     result = runner.invoke(
         app,
-        ["model", "train", "--transactions", str(tmp_path / "tx.csv"),
-         "--customers", str(tmp_path / "customers.csv"), "--out", str(tmp_path / "m")],
-    )  # fmt: skip
+        ["model", "train", *files, "--out", str(tmp_path / "m")],
+    )
 
     assert result.exit_code == 2
     assert "are not in customers.csv" in result.output
@@ -174,25 +167,12 @@ def test_train_reports_customers_missing_from_the_customers_file(tmp_path: Path)
 
 def test_backtest_scores_with_the_active_model_and_explains_its_alerts(tmp_path: Path) -> None:
     from stream.backtest_command import backtest
-    from stream.simulator import (
-        derive_rng,
-        generate_history,
-        generate_reference,
-        write_customers_csv,
-        write_transactions_csv,
-    )
 
-    rng = derive_rng(6, "backtest-model")
-    people, _managers = generate_reference(rng, 60, 3, as_of=date(2026, 1, 1))
-    history = generate_history(rng, people, start=date(2026, 1, 1), days=40, scenario_rate=20.0)
-    write_customers_csv(tmp_path / "customers.csv", people)
-    write_transactions_csv(tmp_path / "tx.csv", history)
+    common = simulated_files(tmp_path, seed=6, customers=60, days=40)
     models = tmp_path / "models"
     app = typer.Typer()
     app.add_typer(model_cli, name="model")
     app.command("backtest")(backtest)
-    common = ["--transactions", str(tmp_path / "tx.csv"), "--customers",
-              str(tmp_path / "customers.csv")]  # fmt: skip
     trained = runner.invoke(app, ["model", "train", *common, "--out", str(models)])
     assert trained.exit_code == 0, trained.output
     [version] = [p.name for p in models.iterdir() if not p.name.startswith((".", "ACTIVE"))]
