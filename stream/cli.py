@@ -48,7 +48,7 @@ def worker(
     ] = None,
     web_port: Annotated[int | None, typer.Option(help="Port for /healthz and /metrics.")] = None,
 ) -> None:
-    """Run the stream worker: validate, dead-letter, keep per-customer state."""
+    """Run the stream worker: validate, dead-letter, apply the rule pack per customer."""
     from stream.worker import run_worker
 
     settings = load_settings()
