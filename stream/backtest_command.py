@@ -213,11 +213,11 @@ def _score_with_active_model(
         frame, customers, country_risk_from_lists(grey=lists.grey, black=lists.black), tz
     )
     scored = score_batch(detector, features)
-    # As in training: a customer's first days only build their profile, everything in
-    # them looks new and unusual.
+    # As in training: the file's first days only build profiles; every customer starts
+    # with an empty history there, so everything looks new. Later first-timers (a new
+    # account, or a dormant one waking up) are scored: that is what they are.
     stamps = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
-    first_seen = stamps.groupby(frame["customer_id"]).transform("min")
-    warmed_up = (stamps - first_seen >= pd.Timedelta(days=DEFAULT_WARMUP_DAYS)).to_numpy()
+    warmed_up = (stamps - stamps.min() >= pd.Timedelta(days=DEFAULT_WARMUP_DAYS)).to_numpy()
     anomalies = []
     for row in np.flatnonzero(scored.alert & warmed_up):
         values = features.iloc[row]
