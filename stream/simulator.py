@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from core.customer import CUSTOMER_COLUMNS, Customer, CustomerType, RiskRating
+from core.manager import MANAGER_COLUMNS, Manager
 from core.transaction import CONTRACT_FIELDS, OPTIONAL_FIELDS, REQUIRED_FIELDS, InvalidReason
 
 # A fixed offset rather than ZoneInfo so that output never depends on the tz database.
@@ -41,7 +42,6 @@ DEFAULT_SCENARIO_RATE = 2.0
 
 LABEL_FIELDS = ("sim_typology", "sim_scenario_id")
 TRANSACTION_CSV_COLUMNS = (*CONTRACT_FIELDS, *LABEL_FIELDS)
-MANAGER_COLUMNS = ("manager_id", "name", "email", "grade", "supervisor_id", "branch", "active")
 
 
 class Typology(StrEnum):
@@ -58,31 +58,6 @@ class Typology(StrEnum):
 
 
 # --------------------------------------------------------------------------- reference data
-
-
-@dataclass(frozen=True, slots=True)
-class Manager:
-    """An account manager (客户经理) as in the managers CSV of DESIGN.md."""
-
-    manager_id: str
-    name: str
-    email: str
-    grade: str
-    supervisor_id: str | None
-    branch: str
-    active: bool
-
-    def to_row(self) -> dict[str, str]:
-        """The CSV row: MANAGER_COLUMNS as strings, no supervisor as an empty cell."""
-        return {
-            "manager_id": self.manager_id,
-            "name": self.name,
-            "email": self.email,
-            "grade": self.grade,
-            "supervisor_id": self.supervisor_id or "",
-            "branch": self.branch,
-            "active": "true" if self.active else "false",
-        }
 
 
 _SURNAMES = (
