@@ -1,0 +1,231 @@
+"""The append-only, hash-chained audit log.
+
+Every event stores its sequence number, the previous event's hash and the SHA-256 of
+its own canonical JSON form (sorted keys, no whitespace, previous hash included), so
+editing, deleting or reordering any event breaks the chain from that event on.
+
+Appends are serialised on the one-row ``audit_chain_head`` table: PostgreSQL locks it
+with ``SELECT ... FOR UPDATE`` until the writing transaction ends, and SQLite writers
+are serialised by their ``BEGIN IMMEDIATE`` transactions. Writing service functions
+take that lock *first* (:func:`lock_chain`), before touching any other row, so two
+writers never hold one lock each while waiting for the other's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, TextIO
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from alerts.database import AuditChainHeadRow, AuditEventRow
+
+GENESIS_HASH = "0" * 64
+_HEAD_ID = 1
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One recorded action; ``before``/``after`` are JSON-ready snapshots of what changed."""
+
+    seq: int
+    at: datetime
+    actor: str
+    role: str
+    action: str
+    target: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    prev_hash: str
+    hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, as exported."""
+        return {
+            "seq": self.seq,
+            "at": self.at.isoformat(),
+            "actor": self.actor,
+            "role": self.role,
+            "action": self.action,
+            "target": self.target,
+            "before": self.before,
+            "after": self.after,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ChainVerification:
+    """The verdict on the chain: OK with the event count, or the first broken event."""
+
+    ok: bool
+    count: int
+    broken_seq: int | None
+    message: str
+
+
+def lock_chain(session: Session) -> None:
+    """Take the audit chain's append lock for the rest of this transaction."""
+    _locked_head(session)
+
+
+def record_event(
+    session: Session,
+    *,
+    actor: str,
+    role: str,
+    action: str,
+    target: str,
+    before: Mapping[str, Any] | None,
+    after: Mapping[str, Any] | None,
+    at: datetime,
+) -> AuditEvent:
+    """Append one event in the caller's transaction (it commits or rolls back with it)."""
+    head = _locked_head(session)
+    row = AuditEventRow(
+        seq=head.seq + 1,
+        at=at.astimezone(UTC),
+        actor=actor,
+        role=role,
+        action=action,
+        target=target,
+        before=_plain(before),
+        after=_plain(after),
+        prev_hash=head.hash,
+        hash="",
+    )
+    row.hash = event_hash(row)
+    session.add(row)
+    head.seq, head.hash = row.seq, row.hash
+    session.flush()
+    return _event(row)
+
+
+def event_hash(row: AuditEventRow) -> str:
+    """SHA-256 of the event's canonical JSON form (which includes the previous hash)."""
+    canonical = {
+        "seq": row.seq,
+        "at": row.at.astimezone(UTC).isoformat(),
+        "actor": row.actor,
+        "role": row.role,
+        "action": row.action,
+        "target": row.target,
+        "before": row.before,
+        "after": row.after,
+        "prev_hash": row.prev_hash,
+    }
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def verify_audit_chain(session: Session) -> ChainVerification:
+    """Walk the chain from the start; the first edited, missing or reordered event, or OK."""
+    expected_seq, previous_hash = 1, GENESIS_HASH
+    rows = session.scalars(
+        select(AuditEventRow).order_by(AuditEventRow.seq).execution_options(yield_per=1000)
+    )
+    for row in rows:
+        if row.seq != expected_seq:
+            return _broken(expected_seq, f"event {expected_seq} is missing (next is {row.seq})")
+        if row.prev_hash != previous_hash:
+            return _broken(
+                row.seq,
+                f"event {row.seq} does not follow event {row.seq - 1}: "
+                "events were deleted or reordered here",
+            )
+        if event_hash(row) != row.hash:
+            return _broken(row.seq, f"event {row.seq} was altered: its content does not match")
+        previous_hash = row.hash
+        expected_seq += 1
+    count = expected_seq - 1
+    head = session.scalars(
+        select(AuditChainHeadRow)
+        .where(AuditChainHeadRow.id == _HEAD_ID)
+        .execution_options(populate_existing=True)
+    ).one()
+    if head.seq != count or head.hash != previous_hash:
+        return _broken(count + 1, f"the chain holds {head.seq} events but only {count} are present")
+    return ChainVerification(ok=True, count=count, broken_seq=None, message=f"{count} events OK")
+
+
+def export_audit(session: Session, *, start: datetime, end: datetime, out: TextIO) -> int:
+    """Write the events with ``start <= at < end`` to ``out`` as JSON Lines; how many."""
+    rows = session.scalars(
+        select(AuditEventRow)
+        .where(AuditEventRow.at >= start, AuditEventRow.at < end)
+        .order_by(AuditEventRow.seq)
+        .execution_options(yield_per=1000)
+    )
+    written = 0
+    for row in rows:
+        out.write(json.dumps(_event(row).to_dict(), ensure_ascii=False, sort_keys=True) + "\n")
+        written += 1
+    return written
+
+
+def _locked_head(session: Session) -> AuditChainHeadRow:
+    # populate_existing: a head cached by an earlier transaction of this session is stale.
+    return session.scalars(
+        select(AuditChainHeadRow)
+        .where(AuditChainHeadRow.id == _HEAD_ID)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+
+
+def _plain(snapshot: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    # Exactly what the JSON column gives back, so the hash recomputes from a stored row.
+    if snapshot is None:
+        return None
+    plain: dict[str, Any] = json.loads(json.dumps(dict(snapshot), default=_json_default))
+    return plain
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, tuple | frozenset | set):
+        return list(value)
+    raise TypeError(f"audit snapshots hold JSON values, not {type(value).__name__}")
+
+
+def _event(row: AuditEventRow) -> AuditEvent:
+    return AuditEvent(
+        seq=row.seq,
+        at=row.at,
+        actor=row.actor,
+        role=row.role,
+        action=row.action,
+        target=row.target,
+        before=row.before,
+        after=row.after,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+def _broken(seq: int, message: str) -> ChainVerification:
+    return ChainVerification(ok=False, count=seq - 1, broken_seq=seq, message=message)
+
+
+__all__ = [
+    "GENESIS_HASH",
+    "AuditEvent",
+    "ChainVerification",
+    "event_hash",
+    "export_audit",
+    "lock_chain",
+    "record_event",
+    "verify_audit_chain",
+]
