@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from alerts.actors import Actor, Role
 from alerts.database import make_engine, migrate, session_factory
 from alerts.imports import import_customers, import_managers
+from core.calendar import WorkingCalendar
 from core.customer import CUSTOMER_COLUMNS, Customer, CustomerType, RiskRating
 from core.detection import Detection, Outcome, Severity
 from core.manager import MANAGER_COLUMNS, Manager, ManagerGrade
@@ -145,4 +146,17 @@ def detection(
         bank_day=date(2024, 3, 4),
         score=0.75,
         values={"amount": "49999.00"},
+    )
+
+
+@pytest.fixture
+def calendar() -> WorkingCalendar:
+    """2024 with the Qingming holiday (4-6 April) and its make-up Sunday (7 April)."""
+    return WorkingCalendar(
+        holidays=frozenset({date(2024, 4, 4), date(2024, 4, 5)}),
+        working_weekends=frozenset({date(2024, 4, 7)}),
+        as_of=date(2023, 12, 1),
+        source="test",
+        first_year=2024,
+        last_year=2024,
     )
