@@ -106,8 +106,9 @@ def record_routing(
     kind: str,
     actor: Actor,
     now: datetime,
+    escalation_level: int | None = None,
 ) -> None:
-    """Apply ``route`` to ``case`` and record the decision and its audit event."""
+    """Apply ``route`` (and a new escalation level) to ``case``; record the decision, audited."""
     before = _assignment(case)
     session.add(
         RoutingDecisionRow(
@@ -125,6 +126,8 @@ def record_routing(
     case.assignee_id = route.assignee_id
     case.queue = route.queue
     case.compliance_copy = case.compliance_copy or route.compliance_copy
+    if escalation_level is not None:
+        case.escalation_level = escalation_level
     record_event(
         session,
         actor=actor.user_id,
