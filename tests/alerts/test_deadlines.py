@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -26,8 +26,8 @@ from tests.alerts.conftest import T0, customer, detection, load_reference, manag
 POLICY = DeadlinePolicy()
 
 
-def local(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=SHANGHAI)  # type: ignore[misc]
+def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=SHANGHAI)
 
 
 @pytest.mark.parametrize(
@@ -53,8 +53,8 @@ def test_working_day_deadlines_end_at_close_of_business(calendar: WorkingCalenda
         2024, 3, 13, 17
     )
     # The bank day counts in Shanghai: 20:00 UTC on Sunday is already Monday there.
-    sunday_utc = datetime(2024, 3, 10, 20, tzinfo=SHANGHAI).astimezone(SHANGHAI)
-    assert str_due(sunday_utc, calendar=calendar, policy=POLICY) == local(2024, 3, 15, 17)
+    sunday_utc = datetime(2024, 3, 10, 20, tzinfo=UTC)
+    assert str_due(sunday_utc, calendar=calendar, policy=POLICY) == local(2024, 3, 18, 17)
 
 
 @pytest.fixture
