@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.detection import Severity
 from core.transaction import DEFAULT_MAX_MESSAGE_BYTES
+
+# Secrets that are clearly still the example value (compared lower-case, letters and digits).
+PLACEHOLDER_SECRETS = frozenset(
+    {"changeme", "changeit", "secret", "password", "placeholder", "example", "todo", "test", "xxx"}
+)
+MIN_SECRET_LENGTH = 16
 
 
 class Settings(BaseSettings):
@@ -95,3 +105,108 @@ class Settings(BaseSettings):
             return self.broker_url
         port = embedded_port if embedded_port is not None else self.embedded_broker_port
         return f"kafka://127.0.0.1:{port}"
+
+    # Case store, deadlines, notifications (amlwatch import/managers/audit/db, the worker).
+    database_url: str | None = Field(
+        None,
+        description=(
+            "SQLAlchemy URL of the case store, e.g. postgresql+psycopg://user@host/db. "
+            "Unset: the SQLite file <data_dir>/cases.sqlite3. Migrated on open."
+        ),
+    )
+    holidays_file: Path | None = Field(
+        None,
+        description=(
+            "Holiday calendar CSV for working-day deadlines (the format of "
+            "rules/reference/holidays-cn.csv). Unset: the packaged calendar (2024-2026)."
+        ),
+    )
+    ack_business_hours: dict[Severity, Annotated[int, Field(gt=0)]] = Field(
+        default_factory=dict,
+        description=(
+            "Acknowledgement deadline overrides in business hours, per severity, as JSON, "
+            'e.g. {"critical": 1}. Severities left out keep the defaults of '
+            "alerts.deadlines (critical 2, high 4, medium 8, low 16)."
+        ),
+    )
+    disposition_working_days: dict[Severity, Annotated[int, Field(gt=0)]] = Field(
+        default_factory=dict,
+        description=(
+            "Disposition deadline overrides in working days, per severity, as JSON, "
+            'e.g. {"low": 7}. Severities left out keep the defaults of alerts.deadlines '
+            "(critical 1, high 3, medium 5, low 10)."
+        ),
+    )
+    str_working_days: int = Field(
+        5, gt=0, description="Working days to file an STR once a case is judged suspicious."
+    )
+    escalation_check_seconds: float = Field(
+        60.0, gt=0, description="How often the worker looks for overdue cases to escalate."
+    )
+    dev_mode: bool = Field(
+        False,
+        description=(
+            "A development or demo installation: placeholder and short secrets are "
+            "accepted. Never set in production."
+        ),
+    )
+    webhook_url: str | None = Field(
+        None,
+        description=(
+            "http(s) URL that receives HMAC-signed case notices. Unset: no webhook. "
+            "Needs AMLWATCH_WEBHOOK_SECRET."
+        ),
+    )
+    webhook_secret: SecretStr | None = Field(
+        None,
+        validate_default=True,
+        description=(
+            "HMAC key signing webhook deliveries; required with AMLWATCH_WEBHOOK_URL. "
+            f"At least {MIN_SECRET_LENGTH} characters and no placeholder such as "
+            "'changeme', unless AMLWATCH_DEV_MODE is on."
+        ),
+    )
+    smtp_host: str | None = Field(
+        None, description="SMTP relay for e-mail notices to managers. Unset: no e-mail."
+    )
+    smtp_port: int = Field(587, ge=1, le=65535, description="Port of the SMTP relay.")
+    smtp_sender: str | None = Field(
+        None,
+        validate_default=True,
+        description="From address of e-mail notices; required with AMLWATCH_SMTP_HOST.",
+    )
+    smtp_starttls: bool = Field(
+        True, description="Upgrade the SMTP connection with STARTTLS before sending."
+    )
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_webhook(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _usable_webhook_secret(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        secret = value.get_secret_value().strip() if value is not None else ""
+        if not secret:
+            if info.data.get("webhook_url") is not None:
+                raise ValueError("is required when AMLWATCH_WEBHOOK_URL is set")
+            return None
+        if info.data.get("dev_mode"):
+            return value
+        if re.sub(r"[^a-z0-9]", "", secret.lower()) in PLACEHOLDER_SECRETS:
+            raise ValueError("is a placeholder; set a real secret (or AMLWATCH_DEV_MODE=true)")
+        if len(secret) < MIN_SECRET_LENGTH:
+            raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters long")
+        return value
+
+    @field_validator("smtp_sender")
+    @classmethod
+    def _sender_with_host(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("smtp_host") is not None and not value:
+            raise ValueError("is required when AMLWATCH_SMTP_HOST is set")
+        return value
