@@ -139,6 +139,7 @@ def up(
 
 def _register_commands() -> None:
     from stream.backtest_command import backtest
+    from stream.case_commands import audit_cli, db_cli, import_cli, managers_cli
     from stream.model_command import model_cli
     from stream.rules_command import rules_cli
     from stream.simulate_command import simulate
@@ -147,6 +148,10 @@ def _register_commands() -> None:
     cli.command("backtest")(backtest)
     cli.add_typer(rules_cli, name="rules")
     cli.add_typer(model_cli, name="model")
+    cli.add_typer(import_cli, name="import")
+    cli.add_typer(managers_cli, name="managers")
+    cli.add_typer(audit_cli, name="audit")
+    cli.add_typer(db_cli, name="db")
 
 
 _register_commands()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -24,7 +25,7 @@ from tests.alerts.conftest import database_url as database_url  # fixture: SQLit
 AT = datetime(2025, 6, 3, 2, 0, tzinfo=UTC)
 
 
-def settings_for(tmp_path: Path, **values: object) -> Settings:
+def settings_for(tmp_path: Path, **values: Any) -> Settings:
     """Settings independent of the caller's environment for what these tests look at."""
     return Settings(_env_file=None, data_dir=tmp_path / "data", database_url=None, **values)
 
