@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=0, le=65535)
     data_dir: Path = Path(".amlwatch")
+    models_dir: Path | None = Field(
+        None,
+        description="Anomaly model registry the worker scores with. Unset: <data_dir>/models.",
+    )
+    model_poll_seconds: float = Field(
+        5.0, gt=0, description="How often the worker checks the registry's active version."
+    )
     bank_timezone: str = "Asia/Shanghai"
     bank_country: str = Field("CN", min_length=2, max_length=2)
     log_level: str = "info"
@@ -98,6 +105,10 @@ class Settings(BaseSettings):
         if self.dev_broker_profile is None:
             return self.uses_embedded_broker
         return self.dev_broker_profile
+
+    @property
+    def model_registry(self) -> Path:
+        return self.models_dir if self.models_dir is not None else self.data_dir / "models"
 
     def kafka_url(self, embedded_port: int | None = None) -> str:
         """The broker URL Faust should use, given the embedded broker's port if running."""

@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +26,10 @@ TOP_REASONS = 3
 ANOMALY_DETECTOR = "anomaly"
 # Risk is the share of training behaviour that was less unusual.
 HIGH_RISK = 0.999
+# A customer's first week only builds their profile: with no history everything looks
+# new, so every first transaction would alert. A dormant account waking up is scored:
+# its history starts long before.
+WARMUP_DAYS = 7
 
 # feature -> (how unusual, 0 = not at all; the sentence). Only positive scores count.
 _Explainer = tuple[Callable[[float], float], Callable[[float], str]]
@@ -104,6 +109,14 @@ def score_batch(detector: AnomalyDetector, features: pd.DataFrame) -> Scored:
         return Scored(np.zeros(0), np.zeros(0, dtype=bool))
     risk = np.asarray(detector.risk_score(features), dtype=np.float64)
     return Scored(risk=risk, alert=risk > detector.threshold_)
+
+
+def warmed_up(first_day: Any, day: Any) -> Any:
+    """Whether a transaction on ``day`` is scored: its customer was first seen a week before.
+
+    Days are bank-local day ordinals; scalars and numpy arrays alike.
+    """
+    return day - first_day >= WARMUP_DAYS
 
 
 def explain(values: Sequence[float], names: Sequence[str] = FEATURE_NAMES) -> list[str]:

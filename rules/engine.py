@@ -11,6 +11,7 @@ clocks. Detections are emitted at most once per key:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from decimal import Decimal
@@ -128,16 +129,7 @@ class RuleEngine:
             detection = self._evaluate(rule, ctx)
             if detection is not None:
                 detections.append(detection)
-        if detections:
-            state.recent_detections.extend(d.to_dict() for d in detections)
-        if state.recent_detections:
-            # Only a redelivery re-emits, and redeliveries are of recent arrivals.
-            arrived = set(state.arrived)
-            state.recent_detections[:] = [
-                document
-                for document in state.recent_detections[-RECENT_DETECTIONS_KEPT:]
-                if document["trigger_tx_id"] in arrived
-            ]
+        state.remember_detections(detections, kept=RECENT_DETECTIONS_KEPT)
         newest = state.last_event_at or event.at
         state.expire(
             now=newest,
@@ -147,6 +139,10 @@ class RuleEngine:
             fired_seconds=self.fired_seconds,
         )
         return ProcessResult(tuple(detections), duplicate=False)
+
+    def remember(self, state: CustomerState, detections: Iterable[Detection]) -> None:
+        """Record detections made beside the pack (the anomaly model) for re-emission."""
+        state.remember_detections(detections, kept=RECENT_DETECTIONS_KEPT)
 
     def _evaluate(self, rule: Rule, ctx: EvalContext) -> Detection | None:
         ctx.params = rule.params

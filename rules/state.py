@@ -26,10 +26,12 @@ broker's or the wall clock, and everything expires so the state stays bounded:
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from core.detection import Detection
 from core.transaction import Channel, Direction
 
 # More than a customer can have in flight between two offset commits of the worker.
@@ -152,6 +154,21 @@ class CustomerState:
         stream, offset = position
         if offset > self.positions.get(stream, -1):
             self.positions[stream] = offset
+
+    def remember_detections(self, detections: Iterable[Detection], *, kept: int) -> None:
+        """Keep what fired, so a redelivery of its trigger re-emits it; drop older ones.
+
+        Only a redelivery re-emits, and redeliveries are of recent arrivals: at most
+        ``kept`` detections, and only those triggered by a transaction still in ``arrived``.
+        """
+        self.recent_detections.extend(detection.to_dict() for detection in detections)
+        if self.recent_detections:
+            arrived = set(self.arrived)
+            self.recent_detections[:] = [
+                document
+                for document in self.recent_detections[-kept:]
+                if document["trigger_tx_id"] in arrived
+            ]
 
     def add(self, event: TxEvent, *, arrivals_kept: int = ARRIVALS_KEPT) -> None:
         """Insert ``event`` in event-time order and update the running figures."""

@@ -7,16 +7,21 @@ Data path::
            invalid -> transactions-dlq (original bytes, reason in headers)
            valid   -> <app_id>-transactions-by-customer (key customer_id, canonical JSON,
                       record timestamp = event time)
-      -> apply_rules: the customer's state (table keyed by customer_id) + the rule pack
+      -> apply_rules, in micro-batches of up to BATCH_MAX_EVENTS (each waits at most
+         BATCH_WAIT_SECONDS): per transaction, the customer's record (table keyed by
+         customer_id: rules state + behaviour profile) and the rule pack; then the
+         batch's feature rows scored by the active anomaly model in one forest call
            report detections -> large-value-reports
-           alert detections  -> alerts
+           alert detections (rules and anomaly model) -> alerts
 
 The re-keying step is what co-partitions every customer's transactions with their
-table entries, whatever key (or none) the upstream producer used. Detections are sent
-before the state is written: after a crash the transaction comes again, finds the
-state without it and fires the same detections (same ids) again, or finds it already
-applied and re-sends what it fired the first time. Either way nothing is lost and
-downstream de-duplicates by detection id.
+table entries, whatever key (or none) the upstream producer used. A batch's detections
+are all sent before any of its records is written: after a crash a transaction comes
+again, finds the record without it and fires the same detections (same ids) again, or
+finds it already applied and re-sends what it fired the first time, anomaly
+detections included (the record keeps them beside the rules'). Either way nothing is
+lost and downstream de-duplicates by detection id. A redelivered transaction is
+never scored again: its profile already holds it.
 """
 
 from __future__ import annotations
@@ -25,25 +30,28 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
-from faust.types import EventT, TableT
+from faust.types import EventT
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
 from core.detection import Detection, Outcome
 from core.errors import InvalidInput
 from core.settings import Settings
-from core.transaction import InvalidTransaction, decode_transaction
-from rules.engine import RuleEngine
-from rules.state import CustomerState
+from core.transaction import InvalidTransaction, Transaction, decode_transaction
+from models.features import country_risk_from_lists
+from rules.engine import ProcessResult, RuleEngine
+from stream.customer_table import CustomerRecord, CustomerTable
 from stream.customers import CustomerDirectory
 from stream.dead_letter import NO_REFERENCE_DATA_REASON, UNEXPECTED_REASON, dead_letter_headers
 from stream.metrics import StreamMetrics
+from stream.scoring import BehaviourTracker, LiveModel, ScoringBatch
 
 log = logging.getLogger(__name__)
 
@@ -52,44 +60,12 @@ log = logging.getLogger(__name__)
 PRODUCER_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 CUSTOMERS_REFRESH_SECONDS = 10.0
 SOURCE_POSITION_HEADER = "amlwatch.source.position"
+# A forest call costs about 15 ms whatever the rows up to 100: batches amortise it, and
+# the wait bounds what a quiet stream adds to a transaction's latency.
+BATCH_MAX_EVENTS = 100
+BATCH_WAIT_SECONDS = 0.1
 
-
-class CustomerStates:
-    """The customer-state table, holding JSON bytes, with decoded objects kept beside it.
-
-    The table (and its changelog) stores each customer's state as JSON; decoding it on
-    every message would dominate the cost, so the decoded object is kept and reused as
-    long as the table still holds the very bytes it was decoded from. After a restart
-    the table is recovered from the changelog and each customer is decoded once.
-    """
-
-    def __init__(self, table: TableT) -> None:
-        self.table = table
-        self._decoded: dict[str, tuple[bytes, CustomerState]] = {}
-
-    def get(self, customer_id: str) -> CustomerState | None:
-        raw = self.table.get(customer_id)
-        if raw is None:
-            return None
-        cached = self._decoded.get(customer_id)
-        if cached is not None and cached[0] is raw:
-            return cached[1]
-        state = CustomerState.from_dict(json.loads(raw))
-        self._decoded[customer_id] = (raw, state)
-        return state
-
-    def put(self, customer_id: str, state: CustomerState) -> None:
-        raw = json.dumps(state.to_dict(), separators=(",", ":")).encode()
-        self.table[customer_id] = raw
-        self._decoded[customer_id] = (raw, state)
-
-    def forget(self, customer_id: str) -> None:
-        """Drop the decoded object (it may hold changes the table never received)."""
-        self._decoded.pop(customer_id, None)
-
-    def items(self) -> list[tuple[str, CustomerState]]:
-        found = ((customer_id, self.get(customer_id)) for customer_id in list(self.table))
-        return [(customer_id, state) for customer_id, state in found if state is not None]
+DeadLetter = Callable[[EventT, str, str, str | None], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -104,9 +80,11 @@ class AmlwatchApp:
     by_customer_topic: faust.TopicT
     alerts_topic: faust.TopicT
     reports_topic: faust.TopicT
-    customer_states: CustomerStates
+    customer_table: CustomerTable
     engine: RuleEngine
     customers: CustomerDirectory
+    live_model: LiveModel
+    behaviour: BehaviourTracker
 
     def is_ready(self) -> bool:
         app = self.faust_app
@@ -173,11 +151,18 @@ def build_app(
     reports_topic = app.topic(settings.reports_topic, **topic_options)
     customer_state = app.Table(
         "customer-state",
-        key_type=str,
-        value_type=bytes,
+        # Raw customer_id bytes through Faust's partitioner: the changelog partition of
+        # a customer is computed as the by-customer topic's is, from the same key bytes,
+        # whichever event of a micro-batch is current when the value is written.
+        schema=faust.Schema(
+            key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        ),
+        use_partitioner=True,
         partitions=settings.topic_partitions,
-        help="Per-customer rule state (recent transactions, daily totals), by customer_id.",
+        help="Per-customer rules state and behaviour profile, by customer_id.",
     )
+    tz = ZoneInfo(settings.bank_timezone)
+    lists = engine.reference.country_lists
     built = AmlwatchApp(
         faust_app=app,
         settings=settings,
@@ -187,9 +172,15 @@ def build_app(
         by_customer_topic=by_customer_topic,
         alerts_topic=alerts_topic,
         reports_topic=reports_topic,
-        customer_states=CustomerStates(customer_state),
+        customer_table=CustomerTable(customer_state, tz),
         engine=engine,
         customers=customers,
+        live_model=LiveModel(settings.model_registry, metrics),
+        behaviour=BehaviourTracker(
+            engine.reference.rates,
+            country_risk_from_lists(grey=lists.grey, black=lists.black),
+            tz,
+        ),
     )
     _register_agents(built)
     _register_pages(built)
@@ -242,35 +233,92 @@ def _register_agents(built: AmlwatchApp) -> None:
 
     @app.agent(built.by_customer_topic, name=f"{settings.app_id}.apply_rules")
     async def apply_rules(stream: faust.StreamT[bytes]) -> None:
-        engine, states = built.engine, built.customer_states
-        async for event in stream.events():
+        await _learn_changelog_partitions(built)
+        # take_events is missing from StreamT, the interface type; Stream has it.
+        batches = stream.take_events(  # type: ignore[attr-defined]
+            BATCH_MAX_EVENTS, within=BATCH_WAIT_SECONDS
+        )
+        async for batch in batches:
+            metrics.batch_size.observe(len(batch))
+            await _apply_batch(built, batch, dead_letter)
+
+
+async def _apply_batch(
+    built: AmlwatchApp, batch: Sequence[EventT], dead_letter: DeadLetter
+) -> None:
+    """Rules per transaction, the batch's anomaly scores, detections out, then records."""
+    engine, table, metrics = built.engine, built.customer_table, built.metrics
+    model = built.live_model.current  # one version per batch: a reload swaps between batches
+    working: dict[str, CustomerRecord] = {}  # this batch's records, read once, written once
+    changed: set[str] = set()
+    applied: list[tuple[Transaction, ProcessResult]] = []
+    to_score = ScoringBatch()
+    try:
+        for event in batch:
             try:
                 tx = decode_transaction(event.message.value, max_bytes=PRODUCER_MAX_REQUEST_BYTES)
             except InvalidTransaction as exc:
                 # Only a foreign producer writing to our internal topic gets here.
                 await dead_letter(event, exc.reason.value, exc.message, exc.field)
                 continue
-            state = states.get(tx.customer_id) or CustomerState()
+            record = working.get(tx.customer_id) or table.get(tx.customer_id)
+            if record is None:
+                record = CustomerRecord.new(table.tz)
+            working[tx.customer_id] = record
+            customer = built.customers.get(tx.customer_id)
             try:
-                result = engine.process(
-                    state, tx, built.customers.get(tx.customer_id), _source_position(event)
-                )
+                result = engine.process(record.rules, tx, customer, _source_position(event))
             except InvalidInput as exc:
                 # Valid by contract but not processable here, e.g. no rate for its currency.
                 await dead_letter(event, NO_REFERENCE_DATA_REASON, str(exc), None)
                 continue
-            try:
-                await _emit(built, result.detections, counted=not result.duplicate)
-            except BaseException:
-                # The state object was changed in place but never written: re-read it.
-                states.forget(tx.customer_id)
-                raise
+            applied.append((tx, result))
             if result.duplicate:
-                metrics.duplicates.inc()
                 continue
-            states.put(tx.customer_id, state)
+            changed.add(tx.customer_id)
+            row = built.behaviour.observe(record.profile, tx, customer, scoring=model is not None)
+            if row is not None:
+                to_score.add(tx, row)
+        anomalies: dict[str, Detection] = {}
+        if model is not None and len(to_score):
+            # The forest call is CPU-bound: off the event loop, so heartbeats and the
+            # web port stay responsive.
+            found = await asyncio.to_thread(to_score.detections, model, table.tz)
+            anomalies = {detection.trigger_tx_id: detection for detection in found}
+            for detection in found:
+                engine.remember(working[detection.customer_id].rules, (detection,))
+            metrics.scored.inc(len(to_score))
+        for tx, result in applied:
+            detections = result.detections
+            if tx.tx_id in anomalies and not result.duplicate:
+                detections = (*detections, anomalies[tx.tx_id])
+            await _emit(built, detections, counted=not result.duplicate)
+        for customer_id in changed:
+            table.put(customer_id, working[customer_id])
+    except BaseException:
+        # Records changed in place but not (all) written: re-read them next time.
+        for customer_id in working:
+            table.forget(customer_id)
+        raise
+    done = time.time()
+    for tx, result in applied:
+        if result.duplicate:
+            metrics.duplicates.inc()
+        else:
             metrics.processed.inc()
-            metrics.latency.observe(max(0.0, time.time() - tx.event_epoch))
+            metrics.latency.observe(max(0.0, done - tx.event_epoch))
+
+
+async def _learn_changelog_partitions(built: AmlwatchApp) -> None:
+    """Have the producer fetch the changelog's partitions before the first table write.
+
+    With ``use_partitioner`` the table hashes each key with the producer's own
+    partitioner, which needs the topic's metadata at once, and aiokafka fetches it only
+    for topics it was asked about (the first write would crash with a TypeError).
+    """
+    changelog = built.customer_table.table.changelog_topic.get_topic_name()
+    producer = built.faust_app.producer._ensure_producer()  # type: ignore[attr-defined]
+    await producer.partitions_for(changelog)
 
 
 def _source_position(event: EventT) -> tuple[str, int] | None:
@@ -312,6 +360,13 @@ def _register_timers(built: AmlwatchApp) -> None:
         except Exception:
             log.exception("refreshing the customers file failed; keeping the previous one")
 
+    @app.timer(interval=built.settings.model_poll_seconds)
+    async def follow_active_model() -> None:
+        try:
+            await built.live_model.refresh()
+        except Exception:
+            log.exception("checking the model registry failed; the current model keeps scoring")
+
 
 def _register_pages(built: AmlwatchApp) -> None:
     app = built.faust_app
@@ -329,15 +384,16 @@ def _register_pages(built: AmlwatchApp) -> None:
 
         async def get(self, request: Request) -> Response:
             wanted = request.query.get("customer_id")
-            states = built.customer_states
-            items = [(wanted, states.get(wanted))] if wanted else states.items()
+            table = built.customer_table
+            items = [(wanted, table.get(wanted))] if wanted else table.items()
             body = {
                 customer_id: {
-                    "transactions": state.transactions,
-                    "last_event_at": state.last_event_at,
-                    "transactions_retained": len(state.events),
+                    "transactions": record.rules.transactions,
+                    "last_event_at": record.rules.last_event_at,
+                    "transactions_retained": len(record.rules.events),
+                    "profile_transactions": record.profile.transactions,
                 }
-                for customer_id, state in items
-                if state is not None
+                for customer_id, record in items
+                if record is not None
             }
             return self.bytes(json.dumps(body).encode(), content_type="application/json")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -24,8 +25,7 @@ from core.settings import Settings
 from core.transaction import CsvRowError, Transaction, read_transactions_csv
 from models.features import FEATURE_NAMES, build_feature_matrix, country_risk_from_lists
 from models.registry import active_version, load
-from models.scoring import ANOMALY_DETECTOR, anomaly_detection, explain, score_batch
-from models.training import DEFAULT_WARMUP_DAYS
+from models.scoring import ANOMALY_DETECTOR, anomaly_detection, explain, score_batch, warmed_up
 from rules.backtest import alert_record, evaluate, in_event_order, run_backtest
 from rules.engine import RuleEngine
 from rules.reference_data import load_calendar
@@ -35,6 +35,7 @@ from stream.detection_engine import build_rule_engine
 REPORT_DEADLINE_WORKING_DAYS = 5  # PBoC Order No. 3, Art. 10
 ERRORS_SHOWN = 10
 PROGRESS_STEP = 2000
+EPOCH_DAY = date(1970, 1, 1)
 
 
 def _progress(console: Console) -> Progress:
@@ -68,7 +69,7 @@ def backtest(
     ] = None,
     models: Annotated[
         Path | None,
-        typer.Option(help="Model registry to score with (default: AMLWATCH_DATA_DIR/models)."),
+        typer.Option(help="Model registry to score with (default: AMLWATCH_MODELS_DIR)."),
     ] = None,
     no_model: Annotated[
         bool, typer.Option("--no-model", help="Rules alone, even if a model is active.")
@@ -120,7 +121,7 @@ def backtest(
             raise typer.Exit(2) from None
     model_version = None
     if not no_model:
-        registry = models if models is not None else settings.data_dir / "models"
+        registry = models if models is not None else settings.model_registry
         try:
             scored = _score_with_active_model(registry, ordered, customer_records, engine, settings)
         except AmlwatchError as exc:
@@ -197,33 +198,42 @@ def _score_with_active_model(
     engine: RuleEngine,
     settings: Settings,
 ) -> tuple[str, list[Detection]] | None:
-    """Anomaly alerts of the active model over the file, scored in one batch; None if none."""
+    """Anomaly alerts of the active model over the file, scored in one batch; None if none.
+
+    As the worker does: transactions of customers missing from the customers file are
+    not scored (type and risk rating are features), nor those of a customer's first
+    week (``models.scoring.warmed_up``).
+    """
     version = active_version(registry) if registry.exists() else None
     if version is None:
         return None
     detector, _metadata = load(registry, version, expected_features=FEATURE_NAMES)
     reference = engine.reference
+    known = [tx for tx in ordered if tx.customer_id in customers]
     frame = pd.DataFrame(
         [{**tx.to_dict(), "amount_cny": reference.rates.to_cny(tx.amount, tx.currency)}
-         for tx in ordered]
+         for tx in known]
     )  # fmt: skip
+    if frame.empty:
+        return version, []
     lists = reference.country_lists
     tz = ZoneInfo(settings.bank_timezone)
     features = build_feature_matrix(
         frame, customers, country_risk_from_lists(grey=lists.grey, black=lists.black), tz
     )
     scored = score_batch(detector, features)
-    # As in training: the file's first days only build profiles; every customer starts
-    # with an empty history there, so everything looks new. Later first-timers (a new
-    # account, or a dormant one waking up) are scored: that is what they are.
     stamps = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
-    warmed_up = (stamps - stamps.min() >= pd.Timedelta(days=DEFAULT_WARMUP_DAYS)).to_numpy()
+    local_midnights = stamps.dt.tz_convert(tz).dt.tz_localize(None).dt.normalize()
+    local_days = (local_midnights - pd.Timestamp(EPOCH_DAY)).dt.days + EPOCH_DAY.toordinal()
+    # In event order a customer's first day is the smallest: what the worker's profile saw.
+    first_days = local_days.groupby(frame["customer_id"]).transform("min")
+    due = warmed_up(first_days.to_numpy(), local_days.to_numpy())
     anomalies = []
-    for row in np.flatnonzero(scored.alert & warmed_up):
+    for row in np.flatnonzero(scored.alert & due):
         values = features.iloc[row]
         anomalies.append(
             anomaly_detection(
-                ordered[row],
+                known[row],
                 risk=float(scored.risk[row]),
                 reasons=explain(values.to_numpy()),
                 values=values.to_dict(),

@@ -13,8 +13,14 @@ from typing import Annotated
 
 import typer
 
+from core.settings import Settings
 from stream.broker import EmbeddedBroker, stop_process
 from stream.cli_settings import load_settings
+
+# A first model for the demo, trained in a few seconds on simulated history.
+BOOTSTRAP_CUSTOMERS = 200
+BOOTSTRAP_DAYS = 40
+BOOTSTRAP_SEED = 2024
 
 cli = typer.Typer(
     name="amlwatch",
@@ -48,7 +54,7 @@ def worker(
     ] = None,
     web_port: Annotated[int | None, typer.Option(help="Port for /healthz and /metrics.")] = None,
 ) -> None:
-    """Run the stream worker: validate, dead-letter, apply the rule pack per customer."""
+    """Run the stream worker: validate, dead-letter, apply the rule pack, score anomalies."""
     from stream.worker import run_worker
 
     settings = load_settings()
@@ -78,6 +84,82 @@ def _answers(url: str) -> bool:
         return False
 
 
+def bootstrap_model(
+    settings: Settings, *, customers: int = BOOTSTRAP_CUSTOMERS, days: int = BOOTSTRAP_DAYS
+) -> str | None:
+    """Train and activate a first model on simulated history if the registry has none.
+
+    Returns the new version, or None when the registry already holds a model (activated
+    or not: that is the operators' choice to keep).
+    """
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    import pandas as pd  # type: ignore[import-untyped]
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from core.transaction import transaction_from_mapping
+    from models.features import FEATURE_NAMES, country_risk_from_lists
+    from models.registry import activate, list_versions, save
+    from models.training import train_detector
+    from stream.detection_engine import build_rule_engine
+    from stream.simulator import derive_rng, generate_reference, iter_transactions
+
+    registry = settings.model_registry
+    if list_versions(registry):
+        return None
+    tz = ZoneInfo(settings.bank_timezone)
+    reference = build_rule_engine(settings).reference
+    start = datetime.now(tz).date() - timedelta(days=days)
+    population, _managers = generate_reference(
+        derive_rng(BOOTSTRAP_SEED, "bootstrap-reference"), customers, 1, as_of=start
+    )
+    documents = iter_transactions(
+        derive_rng(BOOTSTRAP_SEED, "bootstrap-history"), population, start=start, days=days, tz=tz
+    )
+    rows: list[dict[str, object]] = []
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as progress:
+        simulating = progress.add_task("simulating history (days)", total=days)
+        day = None
+        for document in documents:
+            tx = transaction_from_mapping(document)
+            amount_cny = reference.rates.to_cny(tx.amount, tx.currency)
+            rows.append({**tx.to_dict(), "amount_cny": amount_cny})
+            if document["timestamp"][:10] != day:
+                day = document["timestamp"][:10]
+                progress.advance(simulating)
+        progress.update(simulating, completed=days)
+        progress.add_task(f"training on {len(rows):,} transactions", total=None)
+        lists = reference.country_lists
+        result = train_detector(
+            pd.DataFrame(rows),
+            {customer.customer_id: customer for customer in population},
+            country_risk_from_lists(grey=lists.grey, black=lists.black),
+            tz,
+        )
+        artefact = save(
+            result.detector,
+            directory=registry,
+            feature_names=FEATURE_NAMES,
+            training_data_hash=result.data_hash,
+            training_period=result.period,
+            metrics=result.metrics,
+        )
+        activate(registry, artefact.version)
+    typer.echo(
+        f"model     no model in {registry}: trained {artefact.version} on {len(rows):,} "
+        f"simulated transactions ({customers} customers x {days} days) and activated it"
+    )
+    return artefact.version
+
+
 @cli.command()
 def up(
     simulate: Annotated[bool, typer.Option(help="Also run the simulator into the topic.")] = False,
@@ -91,6 +173,8 @@ def up(
     # A plain `kill` must stop the children too, not orphan them.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     logs = settings.data_dir / "logs"
+    if simulate:
+        bootstrap_model(settings)
     env = dict(os.environ)
     embedded: EmbeddedBroker | None = None
     children: list[tuple[str, subprocess.Popen[bytes]]] = []

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info
 
 # Event time to processed: seconds when live, hours or days when a backlog is replayed.
 LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400)
+BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200)
+NO_MODEL = "none"
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,9 @@ class StreamMetrics:
     duplicates: Counter
     detections: Counter
     latency: Histogram
+    batch_size: Histogram
+    scored: Counter
+    model: Info
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> StreamMetrics:
@@ -51,6 +56,22 @@ class StreamMetrics:
                 "amlwatch_processing_latency_seconds",
                 "Seconds from a transaction's event time to the end of its processing.",
                 buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            batch_size=Histogram(
+                "amlwatch_batch_size",
+                "Messages per micro-batch of the rules-and-scoring agent.",
+                buckets=BATCH_SIZE_BUCKETS,
+                registry=registry,
+            ),
+            scored=Counter(
+                "amlwatch_transactions_scored",
+                "Transactions scored by the anomaly model (past their customer's warm-up).",
+                registry=registry,
+            ),
+            model=Info(
+                "amlwatch_anomaly_model",
+                f"The anomaly model version scoring transactions ('{NO_MODEL}': rules only).",
                 registry=registry,
             ),
         )

@@ -27,12 +27,15 @@ model_cli = typer.Typer(
 
 ModelsOption = Annotated[
     Path | None,
-    typer.Option("--models", help="Model registry directory (default: AMLWATCH_DATA_DIR/models)."),
+    typer.Option(
+        "--models",
+        help="Model registry directory (default: AMLWATCH_MODELS_DIR or DATA_DIR/models).",
+    ),
 ]
 
 
 def _registry(models: Path | None) -> Path:
-    return models if models is not None else load_settings().data_dir / "models"
+    return models if models is not None else load_settings().model_registry
 
 
 @model_cli.command("list")
@@ -75,7 +78,7 @@ def activate_model(
     version: Annotated[str, typer.Argument(help="Version to activate, as `list` shows it.")],
     models: ModelsOption = None,
 ) -> None:
-    """Mark VERSION as the active model (stream scoring is still to come)."""
+    """Mark VERSION as the active model; running workers switch to it within seconds."""
     directory = _registry(models)
     try:
         saved_with = read_metadata(directory, version).library_versions.get("scikit-learn")
@@ -107,7 +110,9 @@ def train_model(
     ],
     out: Annotated[
         Path | None,
-        typer.Option(help="Model registry directory (default: AMLWATCH_DATA_DIR/models)."),
+        typer.Option(
+            help="Model registry directory (default: AMLWATCH_MODELS_DIR or DATA_DIR/models)."
+        ),
     ] = None,
     target_alert_rate: Annotated[
         float, typer.Option(min=0.0, max=0.5, help="Share of training rows that would alert.")
@@ -118,7 +123,7 @@ def train_model(
 ) -> None:
     """Fit the anomaly model on a history file and save it as a new registry version."""
     settings = load_settings()
-    directory = out if out is not None else settings.data_dir / "models"
+    directory = out if out is not None else settings.model_registry
     console = Console(stderr=True)
     try:
         reference = build_rule_engine(settings).reference

@@ -23,6 +23,8 @@ def run_worker(settings: Settings, *, broker_url: str | None = None) -> None:
         customers=customers,
         broker_url=broker_url,
     )
+    # Before the first message too: a worker that starts with a model scores from the start.
+    built.live_model.load_at_start()
     # Faust creates only the last component of its data directory.
     Path(built.faust_app.conf.datadir).parent.mkdir(parents=True, exist_ok=True)
     worker = faust.Worker(

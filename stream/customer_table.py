@@ -1,0 +1,84 @@
+"""The per-customer table: rules state and behaviour profile in one value per customer."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import tzinfo
+
+from faust.types import TableT
+
+from models.features import BehaviourProfile
+from rules.state import CustomerState
+
+
+@dataclass(slots=True)
+class CustomerRecord:
+    """One customer's table value; both halves are written together or not at all."""
+
+    rules: CustomerState
+    profile: BehaviourProfile
+
+    @classmethod
+    def new(cls, tz: tzinfo) -> CustomerRecord:
+        """The record of a customer seen for the first time."""
+        return cls(CustomerState(), BehaviourProfile(tz))
+
+    def to_json_bytes(self) -> bytes:
+        """``{"rules": ..., "profile": ...}`` as compact JSON."""
+        document = {"rules": self.rules.to_dict(), "profile": self.profile.to_dict()}
+        return json.dumps(document, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json_bytes(cls, raw: bytes, *, tz: tzinfo) -> CustomerRecord:
+        """Rebuild what ``to_json_bytes`` wrote."""
+        document = json.loads(raw)
+        return cls(
+            CustomerState.from_dict(document["rules"]),
+            BehaviourProfile.from_dict(document["profile"], tz=tz),
+        )
+
+
+class CustomerTable:
+    """The customer table, holding JSON bytes, with decoded records kept beside it.
+
+    Keys are the customer_id's UTF-8 bytes, the very key of the by-customer topic, and
+    the table uses Faust's partitioner: a value written while a micro-batch holds other
+    customers' events still goes to the changelog partition of its own customer, the
+    partition its transactions arrive on.
+
+    Decoding the JSON on every message would dominate the cost, so the decoded record is
+    kept and reused as long as the table still holds the very bytes it was decoded from.
+    After a restart the table is recovered from the changelog and each customer is
+    decoded once.
+    """
+
+    def __init__(self, table: TableT, tz: tzinfo) -> None:
+        self.table = table
+        self.tz = tz
+        self._decoded: dict[str, tuple[bytes, CustomerRecord]] = {}
+
+    def get(self, customer_id: str) -> CustomerRecord | None:
+        raw = self.table.get(customer_id.encode())
+        if raw is None:
+            return None
+        cached = self._decoded.get(customer_id)
+        if cached is not None and cached[0] is raw:
+            return cached[1]
+        record = CustomerRecord.from_json_bytes(raw, tz=self.tz)
+        self._decoded[customer_id] = (raw, record)
+        return record
+
+    def put(self, customer_id: str, record: CustomerRecord) -> None:
+        raw = record.to_json_bytes()
+        self.table[customer_id.encode()] = raw
+        self._decoded[customer_id] = (raw, record)
+
+    def forget(self, customer_id: str) -> None:
+        """Drop the decoded record (it may hold changes the table never received)."""
+        self._decoded.pop(customer_id, None)
+
+    def items(self) -> list[tuple[str, CustomerRecord]]:
+        customer_ids = [key.decode() for key in list(self.table)]
+        found = ((customer_id, self.get(customer_id)) for customer_id in customer_ids)
+        return [(customer_id, record) for customer_id, record in found if record is not None]
