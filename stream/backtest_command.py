@@ -123,7 +123,7 @@ def backtest(
     if not no_model:
         registry = models if models is not None else settings.model_registry
         try:
-            scored = _score_with_active_model(registry, ordered, customer_records, engine, settings)
+            scored = score_with_active_model(registry, ordered, customer_records, engine, settings)
         except AmlwatchError as exc:
             console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from None
@@ -191,7 +191,7 @@ def _print_rule_counts(console: Console, detections: list[Detection]) -> None:
     console.print(table)
 
 
-def _score_with_active_model(
+def score_with_active_model(
     registry: Path,
     ordered: list[Transaction],
     customers: dict[str, Customer],
