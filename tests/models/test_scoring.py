@@ -12,7 +12,7 @@ import pandas as pd  # type: ignore[import-untyped]
 from core.transaction import transaction_from_mapping
 from models.detector import AnomalyDetector
 from models.features import FEATURE_NAMES
-from models.scoring import anomaly_detection, explain, score_batch
+from models.scoring import WARMUP_DAYS, anomaly_detection, explain, score_batch, warmed_up
 
 USUAL = dict.fromkeys(FEATURE_NAMES, 0.0)
 
@@ -92,3 +92,12 @@ def test_anomaly_alert_records_the_model_version_and_is_stable() -> None:
     assert detection.severity.value == "high"
     assert detection.bank_day.isoformat() == "2026-03-02"  # 00:30 in Shanghai
     assert detection.reasons == ("first transaction with this counterparty",)
+
+
+def test_a_customer_is_scored_from_the_seventh_day_after_first_seen() -> None:
+    first = datetime(2026, 3, 1).toordinal()
+    assert not warmed_up(first, first)
+    assert not warmed_up(first, first + WARMUP_DAYS - 1)
+    assert warmed_up(first, first + WARMUP_DAYS)
+    days = np.array([first, first + 6, first + 7, first + 400])
+    assert warmed_up(np.full(4, first), days).tolist() == [False, False, True, True]
