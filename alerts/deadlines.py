@@ -76,6 +76,8 @@ class OverdueEscalation:
 
     case_id: int
     ref: str
+    customer_id: str
+    severity: Severity
     level: int  # 1: to the manager's supervisor, 2: to compliance
     stage: str  # "acknowledge" or "disposition": the deadline that was missed
     due_at: datetime
@@ -179,6 +181,8 @@ def _escalate(
     return OverdueEscalation(
         case_id=case.id,
         ref=case_ref(case.id),
+        customer_id=case.customer_id,
+        severity=Severity(case.severity),
         level=level,
         stage=stage,
         due_at=due_at,

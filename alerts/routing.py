@@ -189,6 +189,12 @@ def reassign_manager(
     return Reassignment(from_manager, to_manager, len(customers), tuple(c.id for c in cases))
 
 
+def manager_email(session: Session, *, manager_id: str) -> str | None:
+    """The manager's e-mail address, if the manager is known and has one."""
+    row = session.get(ManagerRow, manager_id)
+    return row.email if row is not None and row.email else None
+
+
 def case_ref(case_id: int) -> str:
     """How people name a case: ``C12``."""
     return f"C{case_id}"
@@ -218,6 +224,7 @@ __all__ = [
     "Route",
     "case_ref",
     "first_active",
+    "manager_email",
     "reassign_manager",
     "record_routing",
     "route_customer",

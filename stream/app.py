@@ -154,6 +154,10 @@ def build_app(
         # Raw customer_id bytes through Faust's partitioner: the changelog partition of
         # a customer is computed as the by-customer topic's is, from the same key bytes,
         # whichever event of a micro-batch is current when the value is written.
+        # The types as well as the schema: Faust derives the changelog topic's (and so
+        # table recovery's) serializers from key_type/value_type, not from the schema.
+        key_type=bytes,
+        value_type=bytes,
         schema=faust.Schema(
             key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
         ),

@@ -8,6 +8,8 @@ import faust
 
 from core.settings import Settings
 from stream.app import build_app
+from stream.case_agent import build_dispatcher, register_case_agents
+from stream.case_store import CaseStore
 from stream.customers import CustomerDirectory
 from stream.detection_engine import build_rule_engine
 
@@ -25,6 +27,13 @@ def run_worker(settings: Settings, *, broker_url: str | None = None) -> None:
     )
     # Before the first message too: a worker that starts with a model scores from the start.
     built.live_model.load_at_start()
+    store = CaseStore.open(settings)
+    register_case_agents(
+        built,
+        store,
+        build_dispatcher(settings, store, built.metrics.registry),
+        escalation_check_seconds=settings.escalation_check_seconds,
+    )
     # Faust creates only the last component of its data directory.
     Path(built.faust_app.conf.datadir).parent.mkdir(parents=True, exist_ok=True)
     worker = faust.Worker(

@@ -1,0 +1,303 @@
+"""Detections -> cases: the worker side of the case store.
+
+The ``alerts`` and ``large-value-reports`` topics are read in small batches; each
+batch is stored in one database transaction in a worker thread (the store is blocking
+SQLAlchemy and must stay off Faust's event loop). Storing is idempotent on the
+detection id, so a batch redelivered after a crash or a rebalance changes nothing and
+notifies nobody twice: only what a batch newly opened or joined is announced.
+
+A timer moves overdue cases up (supervisor, then compliance) and announces each move.
+Notifications go through a bounded dispatcher: a slow or dead webhook never holds up
+the stream, it only shows in the notification metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import faust
+from faust.types import EventT
+from prometheus_client import CollectorRegistry, Counter
+
+from alerts.cases import IngestResult, ingest_detection
+from alerts.deadlines import OverdueEscalation, escalate_overdue
+from alerts.notify import (
+    CaseEvent,
+    CaseNotice,
+    EmailNotifier,
+    NotificationDispatcher,
+    Notifier,
+    WebhookNotifier,
+)
+from alerts.routing import COMPLIANCE_QUEUE, MANAGER_QUEUE, manager_email
+from core.detection import Detection
+from core.errors import AmlwatchError
+from core.settings import Settings
+from stream.case_store import CaseStore
+from stream.dead_letter import dead_letter_headers
+
+if TYPE_CHECKING:
+    from stream.app import AmlwatchApp
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 200
+BATCH_WITHIN_SECONDS = 0.2
+INVALID_DETECTION_REASON = "invalid_detection"
+STORE_RETRY_FIRST_SECONDS = 0.5
+STORE_RETRY_MAX_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class CaseMetrics:
+    stored: Counter
+    escalated: Counter
+    store_failures: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> CaseMetrics:
+        """Register the case metrics beside the stream's own."""
+        return cls(
+            stored=Counter(
+                "amlwatch_detections_stored",
+                "Detections stored in the case store, by outcome and what storing did "
+                "(opened, joined, report, duplicate).",
+                ["outcome", "result"],
+                registry=registry,
+            ),
+            escalated=Counter(
+                "amlwatch_cases_escalated_overdue",
+                "Cases moved up because a deadline passed, by level "
+                "(1: supervisor, 2: compliance).",
+                ["level"],
+                registry=registry,
+            ),
+            store_failures=Counter(
+                "amlwatch_case_store_failures",
+                "Attempts to store a batch of detections that failed (retried until stored).",
+                registry=registry,
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDetection:
+    detection: Detection
+    result: IngestResult
+
+
+def store_detections(store: CaseStore, detections: Sequence[Detection]) -> list[StoredDetection]:
+    """Store a batch in one transaction (blocking: call it in a worker thread)."""
+    now = datetime.now(UTC)
+    with store.session_scope() as session:
+        return [
+            StoredDetection(
+                detection,
+                ingest_detection(session, detection, now=now, calendar=store.calendar),
+            )
+            for detection in detections
+        ]
+
+
+def escalate_due_cases(store: CaseStore) -> list[OverdueEscalation]:
+    """Move every overdue case one level up (blocking: call it in a worker thread)."""
+    with store.session_scope() as session:
+        return escalate_overdue(
+            session, now=datetime.now(UTC), calendar=store.calendar, policy=store.policy
+        )
+
+
+def ingest_notice(stored: StoredDetection) -> CaseNotice | None:
+    """What to announce about one stored detection: a new case, or an alert joining one."""
+    result, detection = stored.result, stored.detection
+    if result.duplicate or result.case_id is None or not (result.created or result.joined):
+        return None
+    return CaseNotice(
+        event=CaseEvent.OPENED if result.created else CaseEvent.JOINED,
+        case_id=str(result.case_id),
+        customer_id=detection.customer_id,
+        manager_id=result.routed_to,
+        queue=MANAGER_QUEUE if result.routed_to is not None else COMPLIANCE_QUEUE,
+        severity=detection.severity,
+        escalation_level=0,
+        reasons=tuple(detection.reasons),
+        occurred_at=datetime.now(UTC),
+    )
+
+
+def escalation_notice(moved: OverdueEscalation) -> CaseNotice:
+    """What to announce about a case moved up because a deadline passed."""
+    return CaseNotice(
+        event=CaseEvent.ESCALATED,
+        case_id=str(moved.case_id),
+        customer_id=moved.customer_id,
+        manager_id=moved.to_assignee_id,
+        queue=moved.queue,
+        severity=moved.severity,
+        escalation_level=moved.level,
+        reasons=(moved.reason,),
+        occurred_at=datetime.now(UTC),
+    )
+
+
+def build_dispatcher(
+    settings: Settings, store: CaseStore, registry: CollectorRegistry
+) -> NotificationDispatcher | None:
+    """The notification channels the settings configure; None when there are none."""
+    notifiers: list[Notifier] = []
+    if settings.webhook_url is not None and settings.webhook_secret is not None:
+        notifiers.append(
+            WebhookNotifier(
+                settings.webhook_url,
+                settings.webhook_secret.get_secret_value(),
+                registry=registry,
+            )
+        )
+    if settings.smtp_host is not None and settings.smtp_sender is not None:
+
+        def recipient_for(manager_id: str) -> str | None:
+            with store.session_scope() as session:
+                return manager_email(session, manager_id=manager_id)
+
+        notifiers.append(
+            EmailNotifier(
+                settings.smtp_host,
+                settings.smtp_port,
+                settings.smtp_sender,
+                starttls=settings.smtp_starttls,
+                recipient_for=recipient_for,
+                registry=registry,
+            )
+        )
+    if not notifiers:
+        return None
+    return NotificationDispatcher(notifiers, registry=registry)
+
+
+def register_case_agents(
+    built: AmlwatchApp,
+    store: CaseStore,
+    dispatcher: NotificationDispatcher | None,
+    *,
+    escalation_check_seconds: float,
+) -> None:
+    """Agents that store detections as cases and report records, and the escalation timer."""
+    app, metrics = built.faust_app, built.metrics
+    case_metrics = CaseMetrics.create(metrics.registry)
+
+    async def dead_letter(event: EventT, message: str) -> None:
+        source = event.message
+        await built.dead_letter_topic.send(
+            key=source.key,
+            value=source.value if source.value is not None else b"",
+            headers=dead_letter_headers(
+                reason=INVALID_DETECTION_REASON,
+                message=message,
+                field=None,
+                topic=source.topic,
+                partition=source.partition,
+                offset=source.offset,
+            ),
+        )
+        metrics.dead_lettered.labels(reason=INVALID_DETECTION_REASON).inc()
+
+    async def store_batches(stream: faust.StreamT[bytes]) -> None:
+        # take_events is missing from StreamT, the interface type; Stream has it.
+        batches = stream.take_events(  # type: ignore[attr-defined]
+            BATCH_SIZE, within=BATCH_WITHIN_SECONDS
+        )
+        async for batch in batches:
+            received: list[tuple[EventT, Detection]] = []
+            for event in batch:
+                try:
+                    detection = Detection.from_dict(json.loads(event.message.value))
+                except (ValueError, KeyError, TypeError) as exc:
+                    # Only a foreign producer on our topics gets here.
+                    await dead_letter(event, f"not a detection: {type(exc).__name__}: {exc}")
+                    continue
+                received.append((event, detection))
+            if not received:
+                continue
+            try:
+                stored = await _store_until_done(store, [d for _, d in received], case_metrics)
+            except AmlwatchError:
+                # The store refused something in the batch: find it, keep the rest.
+                stored = []
+                for event, detection in received:
+                    try:
+                        stored += await _store_until_done(store, [detection], case_metrics)
+                    except AmlwatchError as exc:
+                        await dead_letter(event, f"refused by the case store: {exc}")
+            for item in stored:
+                case_metrics.stored.labels(
+                    outcome=item.detection.outcome.value,
+                    result=_result_label(item.result),
+                ).inc()
+                notice = ingest_notice(item)
+                if notice is not None and dispatcher is not None:
+                    dispatcher.submit(notice)
+
+    app.agent(built.alerts_topic, name=f"{built.settings.app_id}.store_alerts")(store_batches)
+    app.agent(built.reports_topic, name=f"{built.settings.app_id}.store_reports")(store_batches)
+
+    @app.timer(interval=escalation_check_seconds)
+    async def escalate_overdue_cases() -> None:
+        # An exception escaping a Faust timer stops the worker: contain it.
+        try:
+            moved = await asyncio.to_thread(escalate_due_cases, store)
+        except Exception:
+            log.exception("escalating overdue cases failed; trying again next interval")
+            return
+        for escalation in moved:
+            case_metrics.escalated.labels(level=str(escalation.level)).inc()
+            if dispatcher is not None:
+                dispatcher.submit(escalation_notice(escalation))
+
+    if dispatcher is not None:
+        running = dispatcher
+
+        @app.service
+        class Notifications(faust.Service):
+            """Runs the dispatcher for as long as the worker runs."""
+
+            async def on_start(self) -> None:
+                await running.start()
+
+            async def on_stop(self) -> None:
+                await running.stop()
+
+
+async def _store_until_done(
+    store: CaseStore, detections: list[Detection], case_metrics: CaseMetrics
+) -> list[StoredDetection]:
+    """Store the batch, retrying while the store is unreachable.
+
+    Faust acknowledges a ``take_events`` batch even when the agent raises, so giving up
+    here would lose the batch: instead the stream waits for the database to come back.
+    A refusal by the store itself (an ``AmlwatchError``) would only repeat: it is raised.
+    """
+    delay = STORE_RETRY_FIRST_SECONDS
+    while True:
+        try:
+            return await asyncio.to_thread(store_detections, store, detections)
+        except AmlwatchError:
+            raise
+        except Exception:
+            case_metrics.store_failures.inc()
+            log.exception("storing %d detections failed; retrying in %.1fs", len(detections), delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, STORE_RETRY_MAX_SECONDS)
+
+
+def _result_label(result: IngestResult) -> str:
+    if result.duplicate:
+        return "duplicate"
+    if result.case_id is None:
+        return "report"
+    return "opened" if result.created else "joined"
