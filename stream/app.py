@@ -47,7 +47,7 @@ from core.settings import Settings
 from core.transaction import InvalidTransaction, Transaction, decode_transaction
 from models.features import country_risk_from_lists
 from rules.engine import ProcessResult, RuleEngine
-from stream.customer_table import CustomerRecord, CustomerTable
+from stream.customer_table import ConfirmedChangelogTable, CustomerRecord, CustomerTable
 from stream.customers import CustomerDirectory
 from stream.dead_letter import NO_REFERENCE_DATA_REASON, UNEXPECTED_REASON, dead_letter_headers
 from stream.metrics import StreamMetrics
@@ -149,13 +149,15 @@ def build_app(
     by_customer_topic = app.topic(f"{settings.app_id}-transactions-by-customer", **topic_options)
     alerts_topic = app.topic(settings.alerts_topic, **topic_options)
     reports_topic = app.topic(settings.reports_topic, **topic_options)
-    customer_state = app.Table(
-        "customer-state",
-        # Raw customer_id bytes through Faust's partitioner: the changelog partition of
-        # a customer is computed as the by-customer topic's is, from the same key bytes,
-        # whichever event of a micro-batch is current when the value is written.
-        # The types as well as the schema: Faust derives the changelog topic's (and so
-        # table recovery's) serializers from key_type/value_type, not from the schema.
+    customer_state = ConfirmedChangelogTable(
+        app,
+        name="customer-state",
+        beacon=app.tables.beacon,
+        # Raw customer_id bytes through Faust's partitioner: the changelog partition
+        # of a customer is computed as the by-customer topic's is, from the same key
+        # bytes, whichever event of a micro-batch is current when the value is written.
+        # The types as well as the schema: Faust derives the changelog topic's (and
+        # so table recovery's) serializers from key_type/value_type.
         key_type=bytes,
         value_type=bytes,
         schema=faust.Schema(
@@ -165,6 +167,7 @@ def build_app(
         partitions=settings.topic_partitions,
         help="Per-customer rules state and behaviour profile, by customer_id.",
     )
+    app.tables.add(customer_state)
     tz = ZoneInfo(settings.bank_timezone)
     lists = engine.reference.country_lists
     built = AmlwatchApp(
@@ -299,6 +302,8 @@ async def _apply_batch(
             await _emit(built, detections, counted=not result.duplicate)
         for customer_id in changed:
             table.put(customer_id, working[customer_id])
+        # The batch is acknowledged when this returns: its records must be durable first.
+        await table.confirm_written()
     except BaseException:
         # Records changed in place but not (all) written: re-read them next time.
         for customer_id in working:

@@ -2,14 +2,43 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from datetime import tzinfo
+from typing import Any
 
-from faust.types import TableT
+import faust
 
 from models.features import BehaviourProfile
 from rules.state import CustomerState
+
+
+class ConfirmedChangelogTable(faust.Table):
+    """A table whose changelog writes can be awaited before the input is acknowledged.
+
+    Faust queues changelog writes in its producer buffer and, before committing input
+    offsets, flushes that buffer only as far as its queue is empty: a write already
+    taken off the queue but not yet handed to the Kafka client is not waited for. A
+    worker killed at that moment has committed the input behind a state change that
+    never reached the changelog, and the restarted worker never applies it. Awaiting
+    every write's delivery before a batch is acknowledged closes that window.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._unconfirmed: list[Any] = []
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
+        future = super().send_changelog(*args, **kwargs)
+        self._unconfirmed.append(future)
+        return future
+
+    async def confirm_changelog(self) -> None:
+        """Wait until the broker has acknowledged every changelog write made so far."""
+        pending, self._unconfirmed = self._unconfirmed, []
+        if pending:
+            await asyncio.gather(*pending)
 
 
 @dataclass(slots=True)
@@ -53,7 +82,7 @@ class CustomerTable:
     decoded once.
     """
 
-    def __init__(self, table: TableT, tz: tzinfo) -> None:
+    def __init__(self, table: ConfirmedChangelogTable, tz: tzinfo) -> None:
         self.table = table
         self.tz = tz
         self._decoded: dict[str, tuple[bytes, CustomerRecord]] = {}
@@ -73,6 +102,10 @@ class CustomerTable:
         raw = record.to_json_bytes()
         self.table[customer_id.encode()] = raw
         self._decoded[customer_id] = (raw, record)
+
+    async def confirm_written(self) -> None:
+        """Wait until every record written so far is in the changelog."""
+        await self.table.confirm_changelog()
 
     def forget(self, customer_id: str) -> None:
         """Drop the decoded record (it may hold changes the table never received)."""
