@@ -160,6 +160,40 @@ def bootstrap_model(
     return artefact.version
 
 
+def _import_simulated_reference(settings: Settings, *, since: float) -> bool:
+    """Import the simulator's managers and customers into the case store once it wrote them.
+
+    Without them every case would route to the compliance queue. False while the files
+    of this run are not there yet.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from alerts.actors import Actor, Role
+    from alerts.imports import import_customers, import_managers
+    from core.errors import AmlwatchError
+    from stream.case_store import CaseStore
+
+    directory = settings.data_dir / "sim"
+    managers, customers = directory / "managers.csv", directory / "customers.csv"
+    if not all(path.exists() and path.stat().st_mtime >= since for path in (managers, customers)):
+        return False
+    actor = Actor("amlwatch-up", Role.ADMIN)
+    try:
+        with CaseStore.open(settings) as store, store.session_scope() as session:
+            imported_managers = import_managers(session, managers, actor=actor)
+            imported_customers = import_customers(session, customers, actor=actor)
+    except (AmlwatchError, SQLAlchemyError):
+        # Most likely a file still being written, or the worker still migrating the
+        # store: the next round tries again.
+        return False
+    typer.echo(
+        f"cases     {store}: imported the simulated reference data "
+        f"({imported_managers.inserted + imported_managers.updated} managers, "
+        f"{imported_customers.inserted + imported_customers.updated} customers changed)"
+    )
+    return True
+
+
 @cli.command()
 def up(
     simulate: Annotated[bool, typer.Option(help="Also run the simulator into the topic.")] = False,
@@ -202,10 +236,14 @@ def up(
             )
         typer.echo("Ctrl-C stops everything.")
         announced_ready = False
+        reference_pending = simulate
+        started = time.time()
         while True:
             if not announced_ready and _answers(f"{web}/healthz"):
                 typer.echo(f"worker ready: curl {web}/metrics")
                 announced_ready = True
+            if reference_pending:
+                reference_pending = not _import_simulated_reference(settings, since=started)
             for name, process in children:
                 if process.poll() is not None:
                     typer.echo(f"{name} exited with code {process.returncode}; stopping", err=True)

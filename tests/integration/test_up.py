@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -64,6 +65,12 @@ def test_up_with_simulator_processes_a_rising_count_and_stops_everything(tmp_pat
         first = processed(base_url)
         assert first is not None
         wait_for(lambda: (processed(base_url) or 0) > first, 30, "count did not rise", log)
+        wait_for(
+            lambda: "imported the simulated reference data" in log.read_text(errors="replace"),
+            60,
+            "the simulated managers and customers never reached the case store",
+            log,
+        )
         children = psutil.Process(up.pid).children(recursive=True)
         assert len(children) >= 3, "broker, worker and simulator run as child processes"
 
@@ -76,6 +83,9 @@ def test_up_with_simulator_processes_a_rising_count_and_stops_everything(tmp_pat
         assert f"{base_url}/metrics" in output, output
         assert "worker ready" in output, output
         assert (tmp_path / "data" / "sim" / "customers.csv").exists()
+        with sqlite3.connect(tmp_path / "data" / "cases.sqlite3") as store:
+            (customers,) = store.execute("SELECT count(*) FROM customers").fetchone()
+        assert customers > 0, "routing needs the customers in the case store"
     finally:
         if up.poll() is None:
             up.kill()
