@@ -11,6 +11,7 @@ write lock up front instead of failing when a read transaction tries to upgrade.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,6 +26,7 @@ from sqlalchemy import (
     Engine,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -58,6 +60,20 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class DecimalText(TypeDecorator[Decimal]):
+    """Exact decimals kept as text: SQLite has no decimal type and would round through
+    floats, and reports must reconcile to the last digit on either database."""
+
+    impl = String(40)
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> str | None:
+        return None if value is None else str(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(value)
 
 
 class Base(DeclarativeBase):
@@ -167,6 +183,29 @@ class RoutingDecisionRow(Base):
     reason: Mapped[str] = mapped_column(Text)
     decided_by: Mapped[str] = mapped_column(String(64))
     decided_at: Mapped[datetime]
+
+
+class TransactionRow(Base):
+    """A customer's transaction as the stream validated it, with its converted amounts."""
+
+    __tablename__ = "transactions"
+    __table_args__ = (Index("ix_transactions_customer_at", "customer_id", "at"),)
+
+    tx_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+    direction: Mapped[str] = mapped_column(String(8))
+    channel: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[Decimal] = mapped_column(DecimalText())
+    currency: Mapped[str] = mapped_column(String(3))
+    amount_cny: Mapped[Decimal] = mapped_column(DecimalText())
+    amount_usd: Mapped[Decimal] = mapped_column(DecimalText())
+    counterparty_id: Mapped[str | None] = mapped_column(String(128))
+    counterparty_name: Mapped[str | None] = mapped_column(String(300))
+    counterparty_country: Mapped[str | None] = mapped_column(String(2))
+    description: Mapped[str | None] = mapped_column(Text)
+    extra: Mapped[dict[str, Any]]
 
 
 class LargeValueReportRow(Base):

@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, TypeVar
 
 import faust
 from faust.types import EventT
@@ -36,9 +37,11 @@ from alerts.notify import (
     WebhookNotifier,
 )
 from alerts.routing import COMPLIANCE_QUEUE, MANAGER_QUEUE, manager_email
+from alerts.transactions import StoredTransaction, store_transactions
 from core.detection import Detection
-from core.errors import AmlwatchError
+from core.errors import AmlwatchError, InvalidInput
 from core.settings import Settings
+from core.transaction import decode_transaction
 from stream.case_store import CaseStore
 from stream.dead_letter import dead_letter_headers
 
@@ -49,6 +52,10 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
 BATCH_WITHIN_SECONDS = 0.2
+TRANSACTION_BATCH_SIZE = 500
+TRANSACTION_BATCH_WITHIN_SECONDS = 0.5
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
 INVALID_DETECTION_REASON = "invalid_detection"
 STORE_RETRY_FIRST_SECONDS = 0.5
 STORE_RETRY_MAX_SECONDS = 30.0
@@ -103,6 +110,12 @@ def store_detections(store: CaseStore, detections: Sequence[Detection]) -> list[
             )
             for detection in detections
         ]
+
+
+def store_transaction_batch(store: CaseStore, transactions: list[StoredTransaction]) -> int:
+    """Keep a batch of transactions for cases and reports (blocking: call it in a thread)."""
+    with store.session_scope() as session:
+        return store_transactions(session, transactions)
 
 
 def escalate_due_cases(store: CaseStore) -> list[OverdueEscalation]:
@@ -225,13 +238,17 @@ def register_case_agents(
             if not received:
                 continue
             try:
-                stored = await _store_until_done(store, [d for _, d in received], case_metrics)
+                stored = await _store_until_done(
+                    partial(store_detections, store), [d for _, d in received], case_metrics
+                )
             except AmlwatchError:
                 # The store refused something in the batch: find it, keep the rest.
                 stored = []
                 for event, detection in received:
                     try:
-                        stored += await _store_until_done(store, [detection], case_metrics)
+                        stored += await _store_until_done(
+                            partial(store_detections, store), [detection], case_metrics
+                        )
                     except AmlwatchError as exc:
                         await dead_letter(event, f"refused by the case store: {exc}")
             for item in stored:
@@ -243,6 +260,35 @@ def register_case_agents(
                 if notice is not None and dispatcher is not None:
                     dispatcher.submit(notice)
 
+    async def store_transaction_batches(stream: faust.StreamT[bytes]) -> None:
+        rates = built.engine.reference.rates
+        batches = stream.take_events(  # type: ignore[attr-defined]
+            TRANSACTION_BATCH_SIZE, within=TRANSACTION_BATCH_WITHIN_SECONDS
+        )
+        async for batch in batches:
+            received: list[StoredTransaction] = []
+            for event in batch:
+                value = event.message.value or b""
+                try:
+                    tx = decode_transaction(value, max_bytes=max(len(value), 1))
+                    received.append(
+                        StoredTransaction(
+                            tx,
+                            rates.to_cny(tx.amount, tx.currency),
+                            rates.to_usd(tx.amount, tx.currency),
+                        )
+                    )
+                except InvalidInput:
+                    # apply_rules dead-letters what cannot be decoded or converted.
+                    continue
+            if received:
+                await _store_until_done(
+                    partial(store_transaction_batch, store), received, case_metrics
+                )
+
+    app.agent(built.by_customer_topic, name=f"{built.settings.app_id}.store_transactions")(
+        store_transaction_batches
+    )
     app.agent(built.alerts_topic, name=f"{built.settings.app_id}.store_alerts")(store_batches)
     app.agent(built.reports_topic, name=f"{built.settings.app_id}.store_reports")(store_batches)
 
@@ -274,8 +320,8 @@ def register_case_agents(
 
 
 async def _store_until_done(
-    store: CaseStore, detections: list[Detection], case_metrics: CaseMetrics
-) -> list[StoredDetection]:
+    write: Callable[[list[_Item]], _Result], items: list[_Item], case_metrics: CaseMetrics
+) -> _Result:
     """Store the batch, retrying while the store is unreachable.
 
     Faust acknowledges a ``take_events`` batch even when the agent raises, so giving up
@@ -285,12 +331,12 @@ async def _store_until_done(
     delay = STORE_RETRY_FIRST_SECONDS
     while True:
         try:
-            return await asyncio.to_thread(store_detections, store, detections)
+            return await asyncio.to_thread(write, items)
         except AmlwatchError:
             raise
         except Exception:
             case_metrics.store_failures.inc()
-            log.exception("storing %d detections failed; retrying in %.1fs", len(detections), delay)
+            log.exception("storing a batch of %d failed; retrying in %.1fs", len(items), delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, STORE_RETRY_MAX_SECONDS)
 

@@ -20,7 +20,7 @@ def test_migrate_is_idempotent_and_records_head(database_url: URL, engine: Engin
     migrate(database_url)
     with engine.connect() as connection:
         version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    assert version == "0001"
+    assert version == "0002"
     assert set(Base.metadata.tables) <= set(inspect(engine).get_table_names())
 
 

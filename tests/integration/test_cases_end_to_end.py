@@ -157,6 +157,12 @@ def test_every_expected_alert_becomes_one_case_routed_to_the_right_manager_acros
         assert case.queue == ("manager" if assignee else "compliance")
     assert {by_case[case_of_alert[d]].assignee_id for d in expected_alerts} & leaving == set()
 
+    with engine.connect() as connection:
+        stored_tx = dict(connection.execute(text("SELECT tx_id, amount FROM transactions")).all())
+    assert stored_tx == {tx.tx_id: str(tx.amount) for tx in transactions}, (
+        "every transaction is kept once, with its exact amount, for cases and reports"
+    )
+
     with session_factory(engine)() as session:
         assert verify_audit_chain(session).ok
     engine.dispose()

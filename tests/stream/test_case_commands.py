@@ -425,7 +425,7 @@ def test_db_upgrade_creates_and_migrates_a_new_store(tmp_path: Path) -> None:
     url = make_url(f"sqlite:///{tmp_path / 'new' / 'dir' / 'cases.sqlite3'}")
     result = amlwatch(url, "db", "upgrade")
     assert result.exit_code == 0, result.output
-    assert "schema at revision 0001" in result.stdout
+    assert "schema at revision 0002" in result.stdout
     engine = make_engine(url)
     try:
         assert count(engine, AuditEventRow) == 0

@@ -1,0 +1,134 @@
+"""The customers' transactions, kept so cases and regulatory reports can show them.
+
+The worker stores every validated transaction in batches; storing is idempotent on
+``tx_id`` (a redelivered batch inserts nothing new). Reads return
+:class:`StoredTransaction` records, never ORM rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from alerts.database import TransactionRow
+from core.transaction import Channel, Direction, Transaction
+
+# Under SQLite's default limit of bound parameters per statement (15 columns each).
+_ROWS_PER_INSERT = 500
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTransaction:
+    """A transaction with the CNY and USD amounts it was converted to when it arrived."""
+
+    transaction: Transaction
+    amount_cny: Decimal
+    amount_usd: Decimal
+
+
+def store_transactions(session: Session, transactions: Sequence[StoredTransaction]) -> int:
+    """Insert the transactions not stored yet; how many were new."""
+    if not transactions:
+        return 0
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    inserted = 0
+    for start in range(0, len(transactions), _ROWS_PER_INSERT):
+        rows = [_row(item) for item in transactions[start : start + _ROWS_PER_INSERT]]
+        statement = (
+            insert(TransactionRow)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["tx_id"])
+            # The rows actually inserted: rowcount is not reliable for multi-row inserts.
+            .returning(TransactionRow.tx_id)
+        )
+        inserted += len(session.execute(statement).all())
+    return inserted
+
+
+def transactions_by_id(session: Session, tx_ids: Iterable[str]) -> dict[str, StoredTransaction]:
+    """The stored transactions among ``tx_ids``, by tx_id (missing ones are left out)."""
+    wanted = sorted(set(tx_ids))
+    found: dict[str, StoredTransaction] = {}
+    for start in range(0, len(wanted), _ROWS_PER_INSERT):
+        chunk = wanted[start : start + _ROWS_PER_INSERT]
+        rows = session.scalars(select(TransactionRow).where(TransactionRow.tx_id.in_(chunk)))
+        found.update((row.tx_id, _record(row)) for row in rows)
+    return found
+
+
+def customer_transactions(
+    session: Session, *, customer_id: str, start: datetime, end: datetime, limit: int = 500
+) -> list[StoredTransaction]:
+    """The customer's transactions with ``start <= time < end``, oldest first."""
+    rows = session.scalars(
+        select(TransactionRow)
+        .where(
+            TransactionRow.customer_id == customer_id,
+            TransactionRow.at >= start,
+            TransactionRow.at < end,
+        )
+        .order_by(TransactionRow.at, TransactionRow.tx_id)
+        .limit(limit)
+    )
+    return [_record(row) for row in rows]
+
+
+def _row(item: StoredTransaction) -> dict[str, Any]:
+    tx = item.transaction
+    return {
+        "tx_id": tx.tx_id,
+        "customer_id": tx.customer_id,
+        "account_id": tx.account_id,
+        "at": tx.timestamp,
+        "direction": tx.direction.value,
+        "channel": tx.channel.value,
+        "amount": tx.amount,
+        "currency": tx.currency,
+        "amount_cny": item.amount_cny,
+        "amount_usd": item.amount_usd,
+        "counterparty_id": tx.counterparty_id,
+        "counterparty_name": tx.counterparty_name,
+        "counterparty_country": tx.counterparty_country,
+        "description": tx.description,
+        "extra": dict(tx.extra),
+    }
+
+
+def _record(row: TransactionRow) -> StoredTransaction:
+    return StoredTransaction(
+        transaction=Transaction(
+            tx_id=row.tx_id,
+            timestamp=row.at,
+            customer_id=row.customer_id,
+            account_id=row.account_id,
+            direction=Direction(row.direction),
+            amount=Decimal(row.amount),
+            currency=row.currency,
+            channel=Channel(row.channel),
+            counterparty_id=row.counterparty_id,
+            counterparty_name=row.counterparty_name,
+            counterparty_country=row.counterparty_country,
+            description=row.description,
+            extra=MappingProxyType(dict(row.extra or {})),
+        ),
+        amount_cny=Decimal(row.amount_cny),
+        amount_usd=Decimal(row.amount_usd),
+    )
+
+
+__all__ = [
+    "StoredTransaction",
+    "customer_transactions",
+    "store_transactions",
+    "transactions_by_id",
+]
