@@ -18,6 +18,7 @@ class StreamMetrics:
     processed: Counter
     dead_lettered: Counter
     duplicates: Counter
+    offset_jumps: Counter
     detections: Counter
     latency: Histogram
     batch_size: Histogram
@@ -44,6 +45,12 @@ class StreamMetrics:
             duplicates=Counter(
                 "amlwatch_transactions_duplicate",
                 "Redelivered transactions recognised by tx_id and skipped.",
+                registry=registry,
+            ),
+            offset_jumps=Counter(
+                "amlwatch_consumer_offset_jumps",
+                "Times a partition's offsets jumped forward: records the consumer skipped.",
+                ["topic"],
                 registry=registry,
             ),
             detections=Counter(

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
 import faust
 
 from core.settings import Settings
-from stream.app import build_app
+from stream.app import DEV_SESSION_TIMEOUT_SECONDS, build_app
 from stream.case_agent import build_dispatcher, register_case_agents
 from stream.case_store import CaseStore
 from stream.customers import CustomerDirectory
 from stream.detection_engine import build_rule_engine
+
+log = logging.getLogger(__name__)
+_DEV_JOIN_DELAY = DEV_SESSION_TIMEOUT_SECONDS + 1.0
 
 
 def run_worker(settings: Settings, *, broker_url: str | None = None) -> None:
@@ -34,6 +39,12 @@ def run_worker(settings: Settings, *, broker_url: str | None = None) -> None:
         build_dispatcher(settings, store, built.metrics.registry),
         escalation_check_seconds=settings.escalation_check_seconds,
     )
+    if settings.use_dev_broker_profile:
+        # A worker killed a moment ago is still a member of the group until its session
+        # expires; joining before that means a second rebalance moments after the
+        # first, and Faust can lose fetched records in that race (see OffsetJumpWatch).
+        log.info("waiting %.0fs for a predecessor's group session to expire", _DEV_JOIN_DELAY)
+        time.sleep(_DEV_JOIN_DELAY)
     # Faust creates only the last component of its data directory.
     Path(built.faust_app.conf.datadir).parent.mkdir(parents=True, exist_ok=True)
     worker = faust.Worker(
