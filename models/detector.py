@@ -34,8 +34,14 @@ class AnomalyDetector(BaseEstimator):
     ``OutlierMixin`` is not used: it promises ``predict`` in {-1, +1} and a decision function
     that is negative for outliers, which scikit-learn tools would then misread.
 
+    ``one_sided`` names features whose low side carries no risk (less activity than
+    usual, an amount below the usual): values below 0 are raised to 0 before the forest
+    sees them. An IsolationForest isolates both tails alike; without this, part of the
+    alert budget goes to customers who are merely quieter than usual.
+
     Fit accepts a pandas DataFrame (its column names become ``feature_names_in_`` and are
-    checked at every later call) or a 2-D array of finite numbers.
+    checked at every later call) or a 2-D array of finite numbers; ``one_sided`` needs
+    the DataFrame's names.
     """
 
     def __init__(
@@ -46,6 +52,7 @@ class AnomalyDetector(BaseEstimator):
         random_state: int | np.random.RandomState | None = None,
         target_alert_rate: float = 0.005,
         n_jobs: int | None = None,
+        one_sided: tuple[str, ...] = (),
     ) -> None:
         # scikit-learn convention: store hyperparameters untouched; fit validates them.
         self.n_estimators = n_estimators
@@ -54,12 +61,19 @@ class AnomalyDetector(BaseEstimator):
         self.random_state = random_state
         self.target_alert_rate = target_alert_rate
         self.n_jobs = n_jobs
+        self.one_sided = one_sided
 
     def fit(self, X: npt.ArrayLike, y: object = None) -> Self:
         """Fit the forest on the rows of X, calibrate the risk score and set ``threshold_``."""
         if not 0.0 <= self.target_alert_rate < 1.0:
             raise ValueError(f"target_alert_rate must be in [0, 1), got {self.target_alert_rate!r}")
         features = validate_data(self, X, reset=True, dtype=np.float64)
+        names = list(getattr(self, "feature_names_in_", ()))
+        unknown = [name for name in self.one_sided if name not in names]
+        if unknown:
+            raise ValueError(f"one_sided names features the data does not have: {unknown}")
+        self.one_sided_columns_ = [names.index(name) for name in self.one_sided]
+        features = self._floored(features)
         # Raw scores only: the forest's contamination offset plays no part in alerting.
         self.forest_ = IsolationForest(
             n_estimators=self.n_estimators,
@@ -99,7 +113,7 @@ class AnomalyDetector(BaseEstimator):
     def _validated(self, X: npt.ArrayLike) -> FloatArray:
         check_is_fitted(self)
         try:
-            return np.asarray(validate_data(self, X, reset=False, dtype=np.float64))
+            features = np.asarray(validate_data(self, X, reset=False, dtype=np.float64))
         except ValueError as exc:
             fitted = getattr(self, "feature_names_in_", None)
             given = getattr(X, "columns", None)
@@ -107,6 +121,15 @@ class AnomalyDetector(BaseEstimator):
                 raise
             # scikit-learn says what is missing or unseen but not the order: show both lists.
             raise ValueError(f"{exc}fitted with {list(fitted)}, given {list(given)}") from None
+        return self._floored(features)
+
+    def _floored(self, features: npt.ArrayLike) -> FloatArray:
+        # Models saved before one_sided existed have no such columns: nothing to floor.
+        columns = getattr(self, "one_sided_columns_", [])
+        floored = np.array(features, dtype=np.float64)  # a copy: the caller's rows stay as given
+        if columns:
+            floored[:, columns] = np.maximum(floored[:, columns], 0.0)
+        return floored
 
     def _risk_from_anomaly(self, anomaly: FloatArray) -> FloatArray:
         # Strictly-lower count, so a row tied with training rows takes the lowest rank of

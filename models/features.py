@@ -112,6 +112,18 @@ FEATURE_NAMES: tuple[str, ...] = (
     "customer_risk_rating",
 )
 
+# Features whose low side is no AML signal: an amount below the customer's usual, a
+# quieter day or week than usual. The detector floors them at 0 (``one_sided``) so that
+# the forest spends its alert budget on the risky side only. Two-sided on purpose:
+# out_in_log_ratio_48h (collection and distribution are both patterns).
+ONE_SIDED_FEATURES: tuple[str, ...] = (
+    "amount_robust_z",
+    "count_24h_vs_baseline",
+    "volume_24h_vs_baseline",
+    "count_7d_vs_baseline",
+    "volume_7d_vs_baseline",
+)
+
 PROFILE_FORMAT = 1
 HOURS_KEPT = 48
 DAYS_KEPT = 91  # the day itself and the 90 before it

@@ -326,9 +326,15 @@ def _check_saveable(
 def _as_json_values(params: Mapping[str, Any]) -> dict[str, Any]:
     # A hyperparameter such as a RandomState instance has no JSON form: record its repr.
     plain = (str, int, float, bool, type(None))
-    return {
-        name: value if isinstance(value, plain) else repr(value) for name, value in params.items()
-    }
+
+    def as_json(value: Any) -> Any:
+        if isinstance(value, plain):
+            return value
+        if isinstance(value, tuple | list) and all(isinstance(item, plain) for item in value):
+            return list(value)  # e.g. the detector's one_sided feature names
+        return repr(value)
+
+    return {name: as_json(value) for name, value in params.items()}
 
 
 def _write_durably(path: Path, content: bytes) -> None:

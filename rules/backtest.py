@@ -8,8 +8,9 @@ uses, so the detections are the ones the worker would have produced.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import date, tzinfo
 from typing import Any
 
 from core.customer import Customer
@@ -87,9 +88,18 @@ class Evaluation:
         return self.alerts_on_labelled / self.alerts if self.alerts else 0.0
 
 
-def evaluate(transactions: Iterable[Transaction], detections: Iterable[Detection]) -> Evaluation:
+def evaluate(
+    transactions: Iterable[Transaction],
+    detections: Iterable[Detection],
+    *,
+    counted_scenarios: Collection[str] | None = None,
+) -> Evaluation:
     """Recall per labelled typology (a scenario counts as found when any alert touches one
-    of its transactions) and alert precision (alerts touching a labelled transaction)."""
+    of its transactions) and alert precision (alerts touching a labelled transaction).
+
+    ``counted_scenarios``, when given, limits recall to those scenario ids (e.g. the ones
+    that begin in an evaluation window); precision still counts every labelled transaction.
+    """
     label_of: dict[str, tuple[str, str]] = {}
     scenarios: dict[str, set[str]] = defaultdict(set)
     for tx in transactions:
@@ -97,7 +107,8 @@ def evaluate(transactions: Iterable[Transaction], detections: Iterable[Detection
         scenario = tx.extra.get(SCENARIO_FIELD)
         if typology and scenario:
             label_of[tx.tx_id] = (str(typology), str(scenario))
-            scenarios[str(typology)].add(str(scenario))
+            if counted_scenarios is None or str(scenario) in counted_scenarios:
+                scenarios[str(typology)].add(str(scenario))
     result = Evaluation(
         by_typology={typology: TypologyScore(len(ids)) for typology, ids in scenarios.items()}
     )
@@ -110,8 +121,24 @@ def evaluate(transactions: Iterable[Transaction], detections: Iterable[Detection
         if hits:
             result.alerts_on_labelled += 1
         for typology, scenario in hits:
+            if counted_scenarios is not None and scenario not in counted_scenarios:
+                continue
             found[typology].add(scenario)
             result.detectors_by_typology.setdefault(typology, Counter())[detection.detector] += 1
     for typology, score in result.by_typology.items():
         score.detected = len(found[typology])
     return result
+
+
+def scenarios_beginning_from(
+    transactions: Iterable[Transaction], first_day: date, tz: tzinfo
+) -> set[str]:
+    """Ids of the labelled scenarios whose first transaction is on or after ``first_day``
+    (bank-local): the ones an evaluation window starting that day can be scored on."""
+    began: dict[str, date] = {}
+    for tx in transactions:
+        scenario = tx.extra.get(SCENARIO_FIELD)
+        if tx.extra.get(LABEL_FIELD) and scenario:
+            day = tx.timestamp.astimezone(tz).date()
+            began[str(scenario)] = min(began.get(str(scenario), day), day)
+    return {scenario for scenario, day in began.items() if day >= first_day}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -26,7 +26,13 @@ from core.transaction import CsvRowError, Transaction, read_transactions_csv
 from models.features import FEATURE_NAMES, build_feature_matrix, country_risk_from_lists
 from models.registry import active_version, load
 from models.scoring import ANOMALY_DETECTOR, anomaly_detection, explain, score_batch, warmed_up
-from rules.backtest import alert_record, evaluate, in_event_order, run_backtest
+from rules.backtest import (
+    alert_record,
+    evaluate,
+    in_event_order,
+    run_backtest,
+    scenarios_beginning_from,
+)
 from rules.engine import RuleEngine
 from rules.reference_data import load_calendar
 from stream.cli_settings import load_settings
@@ -74,10 +80,25 @@ def backtest(
     no_model: Annotated[
         bool, typer.Option("--no-model", help="Rules alone, even if a model is active.")
     ] = False,
+    evaluate_from: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            metavar="YYYY-MM-DD",
+            help="Replay the whole file, but write, count and evaluate only the detections "
+            "of this bank-local day and later.",
+        ),
+    ] = None,
 ) -> None:
-    """Run the rule pack (and the active anomaly model) over a file, as the worker would."""
+    """Run the rule pack (and the active anomaly model) over a file, as the worker would.
+
+    With ``--evaluate-from`` the days before only build state and behaviour profiles, as
+    they would have in a long-running worker: the evaluation window is that day onwards.
+    """
     console = Console(stderr=True)
     settings: Settings = load_settings()
+    tz = ZoneInfo(settings.bank_timezone)
+    window_start = evaluate_from.date() if evaluate_from is not None else None
     if pack is not None:
         settings = settings.model_copy(update={"rule_pack": pack})
     try:
@@ -133,6 +154,10 @@ def backtest(
             model_version, anomalies = scored
             detections.extend(anomalies)
     elapsed = time.perf_counter() - started
+    in_window = ordered
+    if window_start is not None:
+        detections = [d for d in detections if d.bank_day >= window_start]
+        in_window = [tx for tx in ordered if tx.timestamp.astimezone(tz).date() >= window_start]
 
     alerts_written = reports_written = undated = 0
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -163,7 +188,12 @@ def backtest(
     out_console = Console()
     _print_rule_counts(out_console, detections)
     if any(tx.extra.get("sim_typology") for tx in loaded):
-        _print_evaluation(out_console, loaded, detections, model_version)
+        counted = (
+            scenarios_beginning_from(loaded, window_start, tz) if window_start is not None else None
+        )
+        _print_evaluation(
+            out_console, loaded, len(in_window), detections, model_version, counted, window_start
+        )
     for error in errors[:ERRORS_SHOWN]:
         out_console.print(f"[yellow]skipped[/yellow] {error}")
     if len(errors) > ERRORS_SHOWN:
@@ -174,9 +204,14 @@ def backtest(
             "calendar does not cover their year (add it to rules/reference/holidays-cn.csv)"
         )
     rate = len(ordered) / elapsed if elapsed else 0.0
+    window = (
+        f"; from {window_start}: {len(in_window):,} transactions"
+        if window_start is not None
+        else ""
+    )
     out_console.print(
         f"{len(ordered):,} transactions ({len(errors):,} invalid rows skipped) in {elapsed:.1f}s "
-        f"({rate:,.0f}/s): {alerts_written:,} alerts -> {out}"
+        f"({rate:,.0f}/s){window}: {alerts_written:,} alerts -> {out}"
         + (f", {reports_written:,} large-value report records -> {reports}" if reports else "")
     )
 
@@ -247,16 +282,21 @@ def score_with_active_model(
 def _print_evaluation(
     console: Console,
     transactions: list[Transaction],
+    transactions_in_window: int,
     detections: list[Detection],
     model_version: str | None,
+    counted_scenarios: set[str] | None,
+    window_start: date | None,
 ) -> None:
     by_rules = [d for d in detections if d.detector != ANOMALY_DETECTOR]
     by_model = [d for d in detections if d.detector == ANOMALY_DETECTOR]
-    views = {"rules": evaluate(transactions, by_rules)}
+    views = {"rules": evaluate(transactions, by_rules, counted_scenarios=counted_scenarios)}
     if model_version is not None:
-        views["model"] = evaluate(transactions, by_model)
-        views["both"] = evaluate(transactions, detections)
+        views["model"] = evaluate(transactions, by_model, counted_scenarios=counted_scenarios)
+        views["both"] = evaluate(transactions, detections, counted_scenarios=counted_scenarios)
     title = "Labelled scenarios found by alerts (simulator labels)"
+    if window_start is not None:
+        title += f", scenarios beginning from {window_start}"
     if model_version is not None:
         title += f", model {model_version}"
     table = Table(title=title)
@@ -271,7 +311,7 @@ def _print_evaluation(
         ]
         table.add_row(typology, str(score.scenarios), *cells)
     per_thousand = [
-        f"{1000 * view.alerts / len(transactions):.2f}" if transactions else "-"
+        f"{1000 * view.alerts / transactions_in_window:.2f}" if transactions_in_window else "-"
         for view in views.values()
     ]
     table.add_row("alerts per 1,000 tx", "", *per_thousand)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -17,7 +18,7 @@ from core.errors import AmlwatchError
 from core.transaction import CsvRowError, read_transactions_csv
 from models.features import FEATURE_NAMES, country_risk_from_lists
 from models.registry import activate, library_versions, list_versions, read_metadata, save
-from models.training import DEFAULT_WARMUP_DAYS, train_detector
+from models.training import DEFAULT_TARGET_ALERT_RATE, DEFAULT_WARMUP_DAYS, train_detector
 from stream.cli_settings import load_settings
 from stream.detection_engine import build_rule_engine
 
@@ -116,10 +117,18 @@ def train_model(
     ] = None,
     target_alert_rate: Annotated[
         float, typer.Option(min=0.0, max=0.5, help="Share of training rows that would alert.")
-    ] = 0.005,
+    ] = DEFAULT_TARGET_ALERT_RATE,
     warmup_days: Annotated[
         int, typer.Option(min=0, help="First days of the file only build profiles.")
     ] = DEFAULT_WARMUP_DAYS,
+    until: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            metavar="YYYY-MM-DD",
+            help="Train on the bank-local days up to this one only (later rows are ignored).",
+        ),
+    ] = None,
 ) -> None:
     """Fit the anomaly model on a history file and save it as a new registry version."""
     settings = load_settings()
@@ -165,6 +174,7 @@ def train_model(
                 ZoneInfo(settings.bank_timezone),
                 warmup_days=warmup_days,
                 target_alert_rate=target_alert_rate,
+                until=until.date() if until is not None else None,
             )
         except ValueError as exc:
             typer.echo(f"error: {exc}", err=True)

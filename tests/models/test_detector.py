@@ -48,6 +48,7 @@ def test_init_only_stores_hyperparameters_and_params_round_trip() -> None:
         "random_state": None,
         "target_alert_rate": 2.0,
         "n_jobs": None,
+        "one_sided": (),
     }
     assert detector.set_params(target_alert_rate=0.01) is detector
     assert clone(detector).get_params() == detector.get_params()
@@ -154,6 +155,32 @@ def test_alert_rate_on_fresh_rows_of_the_same_behaviour_is_near_the_target() -> 
     # The threshold is a 99.5th percentile estimated from 25 training rows above it: the
     # estimate, not the scoring, limits agreement, so allow a factor of two either way.
     assert 0.0025 < realised < 0.01
+
+
+def test_one_sided_features_count_only_their_high_side() -> None:
+    rng = np.random.default_rng(21)
+    training = frame(rng.normal(size=(3000, len(FEATURES))))
+    detector = AnomalyDetector(random_state=0, one_sided=("amount_z", "daily_count"))
+    detector.fit(training)
+    quiet, loud = np.zeros((1, 4)), np.zeros((1, 4))
+    quiet[0, :2], loud[0, :2] = -6.0, 6.0
+    # Far below usual on one-sided features is as ordinary as the usual (floored to 0)...
+    assert detector.risk_score(frame(quiet))[0] == detector.risk_score(frame(np.zeros((1, 4))))[0]
+    # ...far above usual still stands out, and a two-sided feature keeps both tails.
+    assert detector.predict(frame(loud))[0] == 1
+    other_tail = np.zeros((1, 4))
+    other_tail[0, 2:] = -6.0
+    assert detector.predict(frame(other_tail))[0] == 1
+    assert training["amount_z"].min() < 0, "the caller's rows are not changed"
+    with pytest.raises(ValueError, match=r"one_sided names features the data does not have"):
+        AnomalyDetector(one_sided=("hour_of_day",)).fit(training)
+
+
+def test_a_model_saved_before_one_sided_existed_still_scores(fitted: AnomalyDetector) -> None:
+    old = pickle.loads(pickle.dumps(fitted))
+    del old.one_sided, old.one_sided_columns_  # as unpickled from an older version
+    rows = frame(normal_rows(10, 22))
+    np.testing.assert_array_equal(old.risk_score(rows), fitted.risk_score(rows))
 
 
 def test_feature_names_must_match_the_fit(fitted: AnomalyDetector) -> None:

@@ -12,8 +12,9 @@ import typer
 from typer.testing import CliRunner
 
 from models.detector import AnomalyDetector
-from models.features import FEATURE_NAMES
+from models.features import FEATURE_NAMES, ONE_SIDED_FEATURES
 from models.registry import METADATA_FILE, active_version, save
+from models.training import DEFAULT_TARGET_ALERT_RATE
 from stream.model_command import model_cli
 from stream.simulator import (
     Typology,
@@ -153,6 +154,23 @@ def test_train_fits_on_a_simulated_history_and_saves_a_loadable_version(tmp_path
     assert active_version(directory) is None, "training never activates by itself"
 
 
+def test_train_until_a_day_leaves_the_later_days_out(tmp_path: Path) -> None:
+    files = simulated_files(tmp_path, seed=4, customers=40, days=30)
+    directory = tmp_path / "models"
+
+    result = runner.invoke(
+        app, ["model", "train", *files, "--out", str(directory), "--until", "2026-01-20"]
+    )
+
+    assert result.exit_code == 0, result.output
+    [version] = [p.name for p in directory.iterdir() if not p.name.startswith((".", "ACTIVE"))]
+    metadata = json.loads((directory / version / METADATA_FILE).read_text())
+    assert metadata["training_period"] == {"start": "2026-01-08", "end": "2026-01-20"}
+    # The tuned detector counts only the risky side of the one-sided features.
+    assert metadata["hyperparameters"]["one_sided"] == list(ONE_SIDED_FEATURES)
+    assert metadata["target_alert_rate"] == DEFAULT_TARGET_ALERT_RATE
+
+
 def test_train_reports_customers_missing_from_the_customers_file(tmp_path: Path) -> None:
     files = simulated_files(tmp_path, seed=5, customers=10, days=10, known_customers=5)
 
@@ -173,7 +191,10 @@ def test_backtest_scores_with_the_active_model_and_explains_its_alerts(tmp_path:
     app = typer.Typer()
     app.add_typer(model_cli, name="model")
     app.command("backtest")(backtest)
-    trained = runner.invoke(app, ["model", "train", *common, "--out", str(models)])
+    # Ten times the default alert budget, so that a small file surely has anomaly alerts.
+    trained = runner.invoke(
+        app, ["model", "train", *common, "--out", str(models), "--target-alert-rate", "0.005"]
+    )
     assert trained.exit_code == 0, trained.output
     [version] = [p.name for p in models.iterdir() if not p.name.startswith((".", "ACTIVE"))]
     assert (
