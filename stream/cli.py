@@ -265,6 +265,7 @@ def _register_commands() -> None:
     from stream.model_command import model_cli
     from stream.rules_command import rules_cli
     from stream.simulate_command import simulate
+    from stream.user_commands import users_cli
 
     cli.command("simulate")(simulate)
     cli.command("backtest")(backtest)
@@ -274,6 +275,7 @@ def _register_commands() -> None:
     cli.add_typer(managers_cli, name="managers")
     cli.add_typer(audit_cli, name="audit")
     cli.add_typer(db_cli, name="db")
+    cli.add_typer(users_cli, name="users")
 
 
 _register_commands()

@@ -1,0 +1,173 @@
+"""A real uvicorn server on a free port over a real case store (SQLite, and PostgreSQL
+when AMLWATCH_TEST_POSTGRES_URL is set), with one user per role and a factory of cases."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from alerts.actors import SYSTEM_ACTOR, Actor, Role
+from alerts.cases import ingest_detection
+from alerts.database import make_engine, migrate, session_factory
+from alerts.deadlines import DeadlinePolicy
+from alerts.imports import import_customers, import_managers
+from alerts.users import add_user
+from alerts.web import WebConfig, create_app
+from core.calendar import WorkingCalendar
+from core.customer import CUSTOMER_COLUMNS
+from core.detection import Severity
+from core.manager import MANAGER_COLUMNS
+from stream.broker import free_loopback_port
+from tests.alerts.conftest import POSTGRES_ENV, customer, detection, manager, write_csv
+
+PASSWORD = "correct horse battery staple"
+ADMIN = Actor("A1", Role.ADMIN)
+# user id -> role; managers' and supervisors' ids are their manager ids.
+USERS = {
+    "M1": Role.MANAGER,
+    "M2": Role.MANAGER,
+    "S1": Role.SUPERVISOR,
+    "S2": Role.SUPERVISOR,
+    "C1": Role.COMPLIANCE,
+    "C2": Role.COMPLIANCE,
+    "A1": Role.ADMIN,
+}
+# Customers pre-imported per manager so each test can open fresh cases.
+CUSTOMERS_PER_MANAGER = 300
+
+
+def calendar() -> WorkingCalendar:
+    return WorkingCalendar(
+        holidays=frozenset(),
+        working_weekends=frozenset(),
+        as_of=datetime(2023, 12, 1, tzinfo=UTC).date(),
+        source="test",
+        first_year=2024,
+        last_year=2030,
+    )
+
+
+@dataclass
+class WebWorld:
+    """The running server, its database and signed-in clients per user."""
+
+    base_url: str
+    sessions: sessionmaker[Session]
+    tokens: dict[str, str] = field(default_factory=dict)
+    _next: dict[str, itertools.count[int]] = field(default_factory=dict)
+
+    def client(self, user_id: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.tokens[user_id]}"} if user_id else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=30)
+
+    def new_case(self, manager_id: str = "M1", severity: Severity = Severity.HIGH) -> int:
+        """Open a case on a fresh customer of ``manager_id`` (routed to them)."""
+        number = next(self._next.setdefault(manager_id, itertools.count(1)))
+        customer_id = f"{manager_id}-C{number:04d}"
+        now = datetime.now(UTC)
+        found = detection(customer_id, f"tx-{uuid.uuid4().hex[:10]}", severity=severity, at=now)
+        with self.sessions() as session:
+            result = ingest_detection(session, found, now=now, calendar=calendar())
+            session.commit()
+        assert result.case_id is not None and result.routed_to == manager_id
+        return result.case_id
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def web_database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[URL]:
+    """A migrated case store for the module; PostgreSQL in its own schema when configured."""
+    if request.param == "sqlite":
+        url = make_url(f"sqlite:///{tmp_path_factory.mktemp('web') / 'cases.sqlite3'}")
+        migrate(url)
+        yield url
+        return
+    base = os.environ.get(POSTGRES_ENV)
+    if not base:
+        pytest.skip(f"PostgreSQL cases need {POSTGRES_ENV} (a SQLAlchemy URL)")
+    schema = f"web_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base)
+    try:
+        with admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+        migrate(url)
+        yield url
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def seed_world(sessions: sessionmaker[Session], directory: Path) -> None:
+    """Managers M1, M2 (supervised by S1, S2), R1/R2 for reassignment; their customers; users."""
+    managers = [
+        manager("S1"),
+        manager("S2"),
+        manager("M1", supervisor="S1"),
+        manager("M2", supervisor="S2"),
+        manager("R1"),
+        manager("R2"),
+    ]
+    customers = [
+        customer(f"{m}-C{n:04d}", m)
+        for m in ("M1", "M2", "S1")
+        for n in range(1, CUSTOMERS_PER_MANAGER + 1)
+    ]
+    now = datetime.now(UTC)
+    with sessions() as session:
+        path = write_csv(directory / "m.csv", MANAGER_COLUMNS, [m.to_row() for m in managers])
+        import_managers(session, path, actor=ADMIN, now=now)
+        path = write_csv(directory / "c.csv", CUSTOMER_COLUMNS, [c.to_row() for c in customers])
+        import_customers(session, path, actor=ADMIN, now=now)
+        for user_id, role in USERS.items():
+            add_user(
+                session, user_id=user_id, role=role, password=PASSWORD, actor=SYSTEM_ACTOR, now=now
+            )
+        session.commit()
+
+
+@pytest.fixture(scope="module")
+def web_world(web_database: URL, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebWorld]:
+    """The app under uvicorn on a free loopback port, users signed in over the API."""
+    engine = make_engine(web_database)
+    sessions = session_factory(engine)
+    seed_world(sessions, tmp_path_factory.mktemp("reference"))
+    app = create_app(sessions, WebConfig(calendar=calendar(), policy=DeadlinePolicy()))
+    port = free_loopback_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    world = WebWorld(base_url=f"http://127.0.0.1:{port}", sessions=sessions)
+    with httpx.Client(base_url=world.base_url) as client:
+        for user_id in USERS:
+            answer = client.post("/api/token", json={"user_id": user_id, "password": PASSWORD})
+            assert answer.status_code == 200, answer.text
+            world.tokens[user_id] = answer.json()["access_token"]
+    try:
+        yield world
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        engine.dispose()
