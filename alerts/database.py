@@ -225,6 +225,54 @@ class LargeValueReportRow(Base):
     created_at: Mapped[datetime]
     received_at: Mapped[datetime]
     exported_at: Mapped[datetime | None]
+    # Regulatory filing (alerts.reports): the last export that carried the record, and
+    # when the regulator's receipt or a correction was recorded.
+    last_export_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    submitted_at: Mapped[datetime | None]
+    corrected_at: Mapped[datetime | None]
+
+
+class SuspiciousReportRow(Base):
+    """An STR to file: one per case compliance approved for filing (four eyes)."""
+
+    __tablename__ = "suspicious_reports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), unique=True)
+    decided_at: Mapped[datetime]
+    bank_day: Mapped[date] = mapped_column(Date)
+    deadline: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[datetime]
+    exported_at: Mapped[datetime | None]
+    last_export_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    submitted_at: Mapped[datetime | None]
+    corrected_at: Mapped[datetime | None]
+
+
+class ReportExportRow(Base):
+    """One export of regulatory reports: its file's digest and what it carried."""
+
+    __tablename__ = "report_exports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    format: Mapped[str] = mapped_column(String(16))
+    message_type: Mapped[str] = mapped_column(String(16))
+    period_from: Mapped[date] = mapped_column(Date)
+    period_to: Mapped[date] = mapped_column(Date)
+    file_name: Mapped[str] = mapped_column(String(300))
+    sha256: Mapped[str] = mapped_column(String(64))
+    entries: Mapped[int] = mapped_column(Integer)
+    transactions: Mapped[int] = mapped_column(Integer)
+    total_cny: Mapped[Decimal] = mapped_column(DecimalText())
+    record_ids: Mapped[list[int]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    exported_at: Mapped[datetime]
+    exported_by: Mapped[str] = mapped_column(String(64))
+    submitted_at: Mapped[datetime | None]
+    submitted_by: Mapped[str | None] = mapped_column(String(64))
+    receipt: Mapped[str | None] = mapped_column(Text)
 
 
 class NoteRow(Base):
@@ -324,7 +372,9 @@ __all__ = [
     "LargeValueReportRow",
     "ManagerRow",
     "NoteRow",
+    "ReportExportRow",
     "RoutingDecisionRow",
+    "SuspiciousReportRow",
     "default_url",
     "make_engine",
     "migrate",
