@@ -10,7 +10,8 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -25,12 +26,14 @@ from alerts.cases import ingest_detection
 from alerts.database import make_engine, migrate, session_factory
 from alerts.deadlines import DeadlinePolicy
 from alerts.imports import import_customers, import_managers
+from alerts.transactions import StoredTransaction, store_transactions
 from alerts.users import add_user
 from alerts.web import WebConfig, create_app
 from core.calendar import WorkingCalendar
 from core.customer import CUSTOMER_COLUMNS
 from core.detection import Severity
 from core.manager import MANAGER_COLUMNS
+from core.transaction import Channel, Direction, Transaction
 from stream.broker import free_loopback_port
 from tests.alerts.conftest import POSTGRES_ENV, customer, detection, manager, write_csv
 
@@ -74,17 +77,45 @@ class WebWorld:
         headers = {"Authorization": f"Bearer {self.tokens[user_id]}"} if user_id else {}
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=30)
 
-    def new_case(self, manager_id: str = "M1", severity: Severity = Severity.HIGH) -> int:
-        """Open a case on a fresh customer of ``manager_id`` (routed to them)."""
+    def new_case(
+        self, manager_id: str = "M1", severity: Severity = Severity.HIGH, history: int = 0
+    ) -> int:
+        """Open a case on a fresh customer of ``manager_id`` (routed to them), after
+        ``history`` ordinary daily transactions and one large flagged one."""
         number = next(self._next.setdefault(manager_id, itertools.count(1)))
         customer_id = f"{manager_id}-C{number:04d}"
         now = datetime.now(UTC)
-        found = detection(customer_id, f"tx-{uuid.uuid4().hex[:10]}", severity=severity, at=now)
+        tx_id = f"tx-{uuid.uuid4().hex[:10]}"
+        found = detection(customer_id, tx_id, severity=severity, at=now)
         with self.sessions() as session:
+            if history:
+                store_transactions(session, _history(customer_id, tx_id, now, history))
             result = ingest_detection(session, found, now=now, calendar=calendar())
             session.commit()
         assert result.case_id is not None and result.routed_to == manager_id
         return result.case_id
+
+
+def _history(
+    customer_id: str, flagged_tx: str, now: datetime, days: int
+) -> list[StoredTransaction]:
+    stored = []
+    for day in range(days, -1, -1):
+        amount = Decimal("49999.00") if day == 0 else Decimal(3000 + (day * 937) % 9000)
+        tx = Transaction(
+            tx_id=flagged_tx if day == 0 else f"{flagged_tx}-h{day}",
+            timestamp=now - timedelta(days=day, hours=1),
+            customer_id=customer_id,
+            account_id=f"{customer_id}-A",
+            direction=Direction.OUT if day % 3 else Direction.IN,
+            amount=amount,
+            currency="CNY",
+            channel=Channel.CASH if day == 0 else Channel.TRANSFER,
+        )
+        stored.append(
+            StoredTransaction(tx, amount, (amount / Decimal("7.2")).quantize(Decimal("0.01")))
+        )
+    return stored
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
