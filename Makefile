@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/stream_bench.py
 	$(BIN)/python bench/rules_bench.py
 	$(BIN)/python bench/model_bench.py
+	$(BIN)/python bench/cases_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

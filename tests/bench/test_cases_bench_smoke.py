@@ -1,0 +1,51 @@
+"""The cases bench runs end to end and writes a complete result; no timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BENCH_SCRIPT = REPO_ROOT / "bench" / "cases_bench.py"
+LATENCY_KEYS = ("p50", "p95", "p99", "max")
+
+
+@pytest.mark.integration
+def test_cases_bench_writes_a_complete_result(tmp_path: Path) -> None:
+    """A small run exits 0, stores every expected alert and writes positive figures."""
+    out = tmp_path / "results" / "cases.json"
+    args = ["--rate", "200", "--duration", "4", "--warmup-seconds", "1", "--customers", "60"]
+
+    completed = subprocess.run(
+        [sys.executable, str(BENCH_SCRIPT), *args, "--out", str(out)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    result = json.loads(out.read_text())
+    assert result["timestamp"]
+    assert {"cpu_count", "python", "faust_streaming", "aiokafka"} <= result["machine"].keys()
+    assert result["parameters"]["transactions"] == 800
+    assert result["parameters"]["database"] == "sqlite"
+    assert result["produce"]["achieved_rate"] > 0
+    worker = result["worker"]
+    assert isinstance(worker["kept_up"], bool) and worker["verdict"]
+    assert worker["sustained_tx_per_second"] > 0
+    alerts = result["alerts"]
+    assert alerts["complete"] is True
+    assert alerts["expected"] >= 2 and alerts["stored"] == alerts["expected"]
+    assert alerts["missing"] == 0 and alerts["unexpected"] == 0
+    assert alerts["persisted_per_second"] > 0
+    assert alerts["cases_opened"] > 0
+    for key in LATENCY_KEYS:
+        assert result["latency_seconds"][key] > 0, key
+    assert result["latency_seconds"]["count"] == alerts["stored"]
+    assert len(result["latency_by_send_window"]) > 0
