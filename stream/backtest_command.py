@@ -42,6 +42,7 @@ REPORT_DEADLINE_WORKING_DAYS = 5  # PBoC Order No. 3, Art. 10
 ERRORS_SHOWN = 10
 PROGRESS_STEP = 2000
 EPOCH_DAY = date(1970, 1, 1)
+PERSIST_TRANSACTIONS_BATCH = 500
 
 
 def _progress(console: Console) -> Progress:
@@ -89,6 +90,15 @@ def backtest(
             "of this bank-local day and later.",
         ),
     ] = None,
+    persist: Annotated[
+        bool,
+        typer.Option(
+            "--persist",
+            help="Also store the transactions, large-value report records and alerts in the "
+            "case store (AMLWATCH_DATABASE_URL), as the live worker does: back-fill a period "
+            "to report on. Idempotent: a second run stores nothing twice.",
+        ),
+    ] = False,
 ) -> None:
     """Run the rule pack (and the active anomaly model) over a file, as the worker would.
 
@@ -185,6 +195,8 @@ def backtest(
                     reports_file.write(json.dumps(record, ensure_ascii=False) + "\n")
                     reports_written += 1
 
+    persisted = _persist(settings, engine, ordered, detections, console) if persist else None
+
     out_console = Console()
     _print_rule_counts(out_console, detections)
     if any(tx.extra.get("sim_typology") for tx in loaded):
@@ -213,6 +225,56 @@ def backtest(
         f"{len(ordered):,} transactions ({len(errors):,} invalid rows skipped) in {elapsed:.1f}s "
         f"({rate:,.0f}/s){window}: {alerts_written:,} alerts -> {out}"
         + (f", {reports_written:,} large-value report records -> {reports}" if reports else "")
+        + (f"; case store: {persisted}" if persisted else "")
+    )
+
+
+def _persist(
+    settings: Settings,
+    engine: RuleEngine,
+    ordered: list[Transaction],
+    detections: list[Detection],
+    console: Console,
+) -> str:
+    """Store transactions and detections through the worker's own code; what was new."""
+    from alerts.transactions import StoredTransaction
+    from stream.case_agent import BATCH_SIZE, store_detections, store_transaction_batch
+    from stream.case_store import CaseStore
+
+    rates = engine.reference.rates
+    converted: list[StoredTransaction] = []
+    for tx in ordered:
+        try:
+            cny, usd = rates.to_cny(tx.amount, tx.currency), rates.to_usd(tx.amount, tx.currency)
+        except InvalidInput:
+            continue  # the worker dead-letters what it cannot convert
+        converted.append(StoredTransaction(tx, cny, usd))
+    new_tx = opened = joined = records = duplicates = 0
+    try:
+        store = CaseStore.open(settings)
+    except AmlwatchError as exc:
+        console.print(f"[red]error:[/red] case store: {exc}")
+        raise typer.Exit(2) from None
+    with store, _progress(console) as progress:
+        task = progress.add_task("storing tx", total=len(converted))
+        for start in range(0, len(converted), PERSIST_TRANSACTIONS_BATCH):
+            batch = converted[start : start + PERSIST_TRANSACTIONS_BATCH]
+            new_tx += store_transaction_batch(store, batch)
+            progress.update(task, advance=len(batch))
+        task = progress.add_task("storing det", total=len(detections))
+        for start in range(0, len(detections), BATCH_SIZE):
+            chunk = detections[start : start + BATCH_SIZE]
+            for item in store_detections(store, chunk):
+                result = item.result
+                duplicates += result.duplicate
+                opened += result.created
+                joined += result.joined
+                records += result.report_id is not None and not result.duplicate
+            progress.update(task, advance=len(chunk))
+    return (
+        f"{new_tx:,} new transactions, {records:,} large-value report records, "
+        f"{opened:,} cases opened, {joined:,} alerts joined open cases, "
+        f"{duplicates:,} detections already stored"
     )
 
 

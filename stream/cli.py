@@ -263,6 +263,7 @@ def _register_commands() -> None:
     from stream.backtest_command import backtest
     from stream.case_commands import audit_cli, db_cli, import_cli, managers_cli
     from stream.model_command import model_cli
+    from stream.report_commands import report_cli
     from stream.rules_command import rules_cli
     from stream.simulate_command import simulate
     from stream.user_commands import users_cli
@@ -275,6 +276,7 @@ def _register_commands() -> None:
     cli.add_typer(managers_cli, name="managers")
     cli.add_typer(audit_cli, name="audit")
     cli.add_typer(db_cli, name="db")
+    cli.add_typer(report_cli, name="report")
     cli.add_typer(users_cli, name="users")
 
 
