@@ -51,6 +51,7 @@ from stream.customer_table import ConfirmedChangelogTable, CustomerRecord, Custo
 from stream.customers import CustomerDirectory
 from stream.dead_letter import NO_REFERENCE_DATA_REASON, UNEXPECTED_REASON, dead_letter_headers
 from stream.metrics import StreamMetrics
+from stream.offsets import OffsetJumpWatch, refuse_offset_gaps, restart_worker
 from stream.scoring import BehaviourTracker, LiveModel, ScoringBatch
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,8 @@ class AmlwatchApp:
     customers: CustomerDirectory
     live_model: LiveModel
     behaviour: BehaviourTracker
+    # What to do when an agent finds offsets the consumer skipped (see stream.offsets).
+    on_offset_jump: Callable[[str], None] = restart_worker
 
     def is_ready(self) -> bool:
         app = self.faust_app
@@ -121,6 +124,7 @@ def build_app(
     registry: CollectorRegistry | None = None,
 ) -> AmlwatchApp:
     """Build the Faust app for ``settings``; ``broker_url`` overrides the configured one."""
+    refuse_offset_gaps()
     app = faust.App(
         settings.app_id,
         broker=broker_url or settings.kafka_url(),
@@ -218,9 +222,10 @@ def _register_agents(built: AmlwatchApp) -> None:
 
     @app.agent(built.transactions_topic, name=f"{settings.app_id}.validate_transactions")
     async def validate_transactions(stream: faust.StreamT[bytes]) -> None:
-        watch = OffsetJumpWatch(metrics)
+        watch = OffsetJumpWatch(metrics.offset_jumps, built.on_offset_jump)
         async for event in stream.events():
-            watch.see(event)
+            if not watch.admit(event):
+                continue
             try:
                 tx = decode_transaction(event.message.value, max_bytes=settings.max_message_bytes)
             except InvalidTransaction as exc:
@@ -249,10 +254,10 @@ def _register_agents(built: AmlwatchApp) -> None:
         batches = stream.take_events(  # type: ignore[attr-defined]
             BATCH_MAX_EVENTS, within=BATCH_WAIT_SECONDS
         )
-        watch = OffsetJumpWatch(metrics)
+        watch = OffsetJumpWatch(metrics.offset_jumps, built.on_offset_jump)
         async for batch in batches:
-            for event in batch:
-                watch.see(event)
+            if not all(watch.admit(event) for event in batch):
+                continue
             metrics.batch_size.observe(len(batch))
             await _apply_batch(built, batch, dead_letter)
 
@@ -335,33 +340,6 @@ async def _learn_changelog_partitions(built: AmlwatchApp) -> None:
     changelog = built.customer_table.table.changelog_topic.get_topic_name()
     producer = built.faust_app.producer._ensure_producer()  # type: ignore[attr-defined]
     await producer.partitions_for(changelog)
-
-
-class OffsetJumpWatch:
-    """Notices when a partition's offsets jump forward: records the consumer skipped.
-
-    Faust can drop records it fetched when a rebalance interrupts a fetch and resume
-    past them without seeking back (faust-streaming issues #216 and #221 describe the
-    family). Our input topics have no gaps of their own, so a jump means records this
-    process did not see; they are not committed past, and come again after a restart.
-    """
-
-    def __init__(self, metrics: StreamMetrics) -> None:
-        self.metrics = metrics
-        self.next_offset: dict[Any, int] = {}
-
-    def see(self, event: EventT) -> None:
-        message = event.message
-        expected = self.next_offset.get(message.tp)
-        if expected is not None and message.offset > expected:
-            self.metrics.offset_jumps.labels(topic=message.topic).inc()
-            log.warning(
-                "consumer skipped offsets %d-%d of %s (a rebalance dropped fetched records)",
-                expected,
-                message.offset - 1,
-                message.tp,
-            )
-        self.next_offset[message.tp] = message.offset + 1
 
 
 def _source_position(event: EventT) -> tuple[str, int] | None:

@@ -44,6 +44,7 @@ from core.settings import Settings
 from core.transaction import decode_transaction
 from stream.case_store import CaseStore
 from stream.dead_letter import dead_letter_headers
+from stream.offsets import OffsetJumpWatch
 
 if TYPE_CHECKING:
     from stream.app import AmlwatchApp
@@ -225,7 +226,10 @@ def register_case_agents(
         batches = stream.take_events(  # type: ignore[attr-defined]
             BATCH_SIZE, within=BATCH_WITHIN_SECONDS
         )
+        watch = OffsetJumpWatch(metrics.offset_jumps, built.on_offset_jump)
         async for batch in batches:
+            if not all(watch.admit(event) for event in batch):
+                continue
             received: list[tuple[EventT, Detection]] = []
             for event in batch:
                 try:
@@ -265,7 +269,10 @@ def register_case_agents(
         batches = stream.take_events(  # type: ignore[attr-defined]
             TRANSACTION_BATCH_SIZE, within=TRANSACTION_BATCH_WITHIN_SECONDS
         )
+        watch = OffsetJumpWatch(metrics.offset_jumps, built.on_offset_jump)
         async for batch in batches:
+            if not all(watch.admit(event) for event in batch):
+                continue
             received: list[StoredTransaction] = []
             for event in batch:
                 value = event.message.value or b""

@@ -197,8 +197,11 @@ class WorkerProcess:
                 raise AssertionError(
                     f"worker exited with {self.process.returncode}: {self.log_tail()}"
                 )
-            if condition():
-                return
+            try:
+                if condition():
+                    return
+            except httpx.HTTPError:
+                pass  # not answering for a moment, e.g. while the worker restarts itself
             time.sleep(0.25)
         raise AssertionError(f"{failure} within {timeout}s; log tail:\n{self.log_tail()}")
 
