@@ -201,6 +201,7 @@ def up(
     malformed_rate: Annotated[
         float, typer.Option(help="Fraction of simulated messages that are malformed.")
     ] = 0.01,
+    web_port: Annotated[int, typer.Option(help="Port of the web app (pages and API).")] = 8000,
 ) -> None:
     """Start broker (when embedded) + worker (+ simulator) together; Ctrl-C stops all."""
     settings = load_settings()
@@ -224,6 +225,8 @@ def up(
             # when it appears, so the rules know who is a company.
             env["AMLWATCH_CUSTOMERS_FILE"] = str(settings.data_dir / "sim" / "customers.csv")
         children.append(("worker", _spawn(["worker"], env, logs / "worker.log")))
+        children.append(("web", _spawn(["web", "--port", str(web_port)], env, logs / "web.log")))
+        typer.echo(f"web       http://{settings.web_host}:{web_port}/  (log: {logs / 'web.log'})")
         web = f"http://{settings.web_host}:{settings.web_port}"
         typer.echo(f"worker    {web}/healthz  {web}/metrics  (log: {logs / 'worker.log'})")
         if simulate:
@@ -237,6 +240,7 @@ def up(
         typer.echo("Ctrl-C stops everything.")
         announced_ready = False
         reference_pending = simulate
+        logins_shown = False
         started = time.time()
         while True:
             if not announced_ready and _answers(f"{web}/healthz"):
@@ -244,6 +248,10 @@ def up(
                 announced_ready = True
             if reference_pending:
                 reference_pending = not _import_simulated_reference(settings, since=started)
+            if not reference_pending and not logins_shown:
+                from stream.web_command import announce_demo_logins
+
+                logins_shown = announce_demo_logins(settings)
             for name, process in children:
                 if process.poll() is not None:
                     typer.echo(f"{name} exited with code {process.returncode}; stopping", err=True)
@@ -267,6 +275,7 @@ def _register_commands() -> None:
     from stream.rules_command import rules_cli
     from stream.simulate_command import simulate
     from stream.user_commands import users_cli
+    from stream.web_command import web
 
     cli.command("simulate")(simulate)
     cli.command("backtest")(backtest)
@@ -278,6 +287,7 @@ def _register_commands() -> None:
     cli.add_typer(db_cli, name="db")
     cli.add_typer(report_cli, name="report")
     cli.add_typer(users_cli, name="users")
+    cli.command("web")(web)
 
 
 _register_commands()

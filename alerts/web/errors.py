@@ -51,7 +51,8 @@ async def amlwatch_error_handler(request: Request, exc: Exception) -> Response:
         from alerts.web.pages import error_page
 
         return error_page(request, status, str(exc))
-    body: dict[str, Any] = {"error": exc.category.value, "detail": str(exc)}
+    error = {401: "unauthenticated", 429: "throttled"}.get(status, exc.category.value)
+    body: dict[str, Any] = {"error": error, "detail": str(exc)}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
