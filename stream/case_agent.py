@@ -6,7 +6,8 @@ SQLAlchemy and must stay off Faust's event loop). Storing is idempotent on the
 detection id, so a batch redelivered after a crash or a rebalance changes nothing and
 notifies nobody twice: only what a batch newly opened or joined is announced.
 
-A timer moves overdue cases up (supervisor, then compliance) and announces each move.
+A timer moves overdue cases up (supervisor, then compliance) and announces each move;
+another refreshes the report backlog gauges (overdue and pending records per kind).
 Notifications go through a bounded dispatcher: a slow or dead webhook never holds up
 the stream, it only shows in the notification metrics.
 """
@@ -36,6 +37,7 @@ from alerts.notify import (
     Notifier,
     WebhookNotifier,
 )
+from alerts.reports import ReportGauges, record_decided_reports
 from alerts.routing import COMPLIANCE_QUEUE, MANAGER_QUEUE, manager_email
 from alerts.transactions import StoredTransaction, store_transactions
 from core.detection import Detection
@@ -60,6 +62,7 @@ _Result = TypeVar("_Result")
 INVALID_DETECTION_REASON = "invalid_detection"
 STORE_RETRY_FIRST_SECONDS = 0.5
 STORE_RETRY_MAX_SECONDS = 30.0
+REPORT_METRICS_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,23 @@ def escalate_due_cases(store: CaseStore) -> list[OverdueEscalation]:
         return escalate_overdue(
             session, now=datetime.now(UTC), calendar=store.calendar, policy=store.policy
         )
+
+
+def refresh_report_metrics(store: CaseStore, gauges: ReportGauges) -> dict[str, int]:
+    """Record newly decided STRs, then set the report gauges; overdue records per kind
+    (blocking: call it in a worker thread)."""
+    now, policy = datetime.now(UTC), store.policy
+    with store.session_scope() as session:
+        # An approved case is an STR record from then on: it counts (and can fall
+        # overdue) before anyone exports it.
+        record_decided_reports(
+            session,
+            now=now,
+            calendar=store.calendar,
+            tz=policy.timezone,
+            working_days=policy.str_working_days,
+        )
+        return gauges.refresh(session, today=now.astimezone(policy.timezone).date())
 
 
 def ingest_notice(stored: StoredDetection) -> CaseNotice | None:
@@ -311,6 +331,14 @@ def register_case_agents(
             case_metrics.escalated.labels(level=str(escalation.level)).inc()
             if dispatcher is not None:
                 dispatcher.submit(escalation_notice(escalation))
+
+    @app.timer(interval=REPORT_METRICS_SECONDS)
+    async def refresh_report_gauges() -> None:
+        # An exception escaping a Faust timer stops the worker: contain it.
+        try:
+            await asyncio.to_thread(refresh_report_metrics, store, metrics.reports)
+        except Exception:
+            log.exception("refreshing the report gauges failed; trying again next interval")
 
     if dispatcher is not None:
         running = dispatcher

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info
 
+from alerts.reports import ReportGauges
+
 # Event time to processed: seconds when live, hours or days when a backlog is replayed.
 LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400)
 BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200)
@@ -24,6 +26,9 @@ class StreamMetrics:
     batch_size: Histogram
     scored: Counter
     model: Info
+    # amlwatch_reports_overdue{kind} and amlwatch_reports_pending{kind} (the worker's
+    # report timer sets them; the web app serves the same gauges).
+    reports: ReportGauges
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> StreamMetrics:
@@ -81,4 +86,5 @@ class StreamMetrics:
                 f"The anomaly model version scoring transactions ('{NO_MODEL}': rules only).",
                 registry=registry,
             ),
+            reports=ReportGauges.create(registry),
         )

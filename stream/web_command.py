@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,11 +17,18 @@ from sqlalchemy import func, select
 
 from alerts.actors import SYSTEM_ACTOR, Role
 from alerts.database import CaseRow, ManagerRow, UserRow
+from alerts.reports import load_report_config
 from alerts.routing import OPEN_STATES
 from alerts.users import add_user, reset_password
 from alerts.web import WebConfig, create_app
 from core.settings import Settings
-from stream.case_commands import EXIT_BAD_INPUT, DatabaseUrlOption, _case_store, _fail
+from stream.case_commands import (
+    EXIT_BAD_INPUT,
+    DatabaseUrlOption,
+    _case_store,
+    _fail,
+    _failures_reported,
+)
 from stream.cli_settings import load_settings
 
 DEFAULT_WEB_PORT = 8000
@@ -42,6 +50,16 @@ def web(
     demo_logins: Annotated[
         bool, typer.Option(help="Create demo users and print their passwords (dev mode only).")
     ] = False,
+    institution: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="institution.toml for report exports."),
+    ] = None,
+    pboc_tags: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="PBoC tags and codes.")
+    ] = None,
+    goaml_codes: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="The FIU's goAML codes.")
+    ] = None,
 ) -> None:
     """Serve the API (OpenAPI at /docs) and the inbox, case and console pages."""
     import uvicorn
@@ -49,12 +67,22 @@ def web(
     settings = load_settings()
     if demo_logins and not settings.dev_mode:
         _fail("--demo-logins needs AMLWATCH_DEV_MODE=true", EXIT_BAD_INPUT)
+    with _failures_reported():
+        # The same data files as `amlwatch report export`: checked before serving.
+        reports = load_report_config(
+            pboc_tags=pboc_tags, goaml_codes=goaml_codes, institution=institution
+        )
     with _case_store(database_url, settings) as store:
         if demo_logins:
             print_demo_logins(seed_demo_logins(settings, database_url))
         app = create_app(
             store.session_factory,
-            WebConfig(calendar=store.calendar, policy=store.policy, secure_cookies=secure_cookies),
+            WebConfig(
+                calendar=store.calendar,
+                policy=store.policy,
+                reports=reports,
+                secure_cookies=secure_cookies,
+            ),
         )
         chosen_host = host or settings.web_host
         typer.echo(f"web app on http://{chosen_host}:{port}/ (API docs: /docs)")

@@ -9,13 +9,14 @@ Amounts are exact decimals throughout; XML is UTF-8 and deterministic.
 - ``mark_submitted(session, *, export_id, actor, receipt, now) -> Submission``
 - ``record_decided_reports(session, *, now, calendar, tz, working_days)``
 - ``report_backlog(session, *, today)`` and ``overdue_report_counts(session, *, today)``
-  for metrics and the console
+  for metrics and the console; ``ReportGauges`` sets the Prometheus gauges from them
 - ``load_report_config(pboc_tags=, goaml_codes=, institution=)``: the data files
   (``pboc_tags.toml``, ``goaml_codes.toml``, ``institution.toml``)
 """
 
 from alerts.reports.config import ReportConfig, load_report_config
 from alerts.reports.entries import IncompleteReport, large_value_entries, suspicious_entries
+from alerts.reports.metrics import ReportGauges
 from alerts.reports.records import (
     BacklogCount,
     ReportKind,
@@ -43,6 +44,7 @@ __all__ = [
     "MessageType",
     "ReportConfig",
     "ReportFormat",
+    "ReportGauges",
     "ReportKind",
     "ReportStatus",
     "Submission",

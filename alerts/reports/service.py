@@ -294,7 +294,7 @@ def _render(
                     entry, tags=config.pboc, institution=config.institution, tz=tz
                 )
             if not files:
-                files[request.out.name] = pboc.render_no_suspicious(
+                files[_message_name(request)] = pboc.render_no_suspicious(
                     tags=config.pboc,
                     institution=config.institution,
                     period=f"{request.first.isoformat()}..{request.last.isoformat()}",
@@ -361,7 +361,7 @@ def _goaml_files(
             tz=tz,
         )
     if not files:
-        files[request.out.name] = goaml.render_report(
+        files[_message_name(request)] = goaml.render_report(
             report_code=codes.code("report_code", "suspicious"),
             reference=f"{message}-{period}",
             transactions=[],
@@ -374,6 +374,12 @@ def _goaml_files(
             tz=tz,
         )
     return files
+
+
+def _message_name(request: ExportRequest) -> str:
+    """The name of a lone message: inside a requested .zip it is an .xml file, not a .zip."""
+    out = request.out
+    return out.with_suffix(".xml").name if out.suffix.lower() == ".zip" else out.name
 
 
 def _single_or_zip(request: ExportRequest, files: dict[str, bytes]) -> bytes:

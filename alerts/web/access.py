@@ -30,6 +30,8 @@ class Permission(StrEnum):
     READ_AUDIT = "read and verify the audit log"
     READ_PERFORMANCE = "read manager performance"
     MANAGE_USERS = "manage users"
+    EXPORT_REPORTS = "export regulatory reports and record their receipts"
+    READ_REPORT_BACKLOG = "read the regulatory report backlog"
 
 
 CASE_ROLES = frozenset({Role.MANAGER, Role.SUPERVISOR, Role.COMPLIANCE})
@@ -44,6 +46,9 @@ PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.READ_AUDIT: frozenset({Role.COMPLIANCE, Role.ADMIN}),
     Permission.READ_PERFORMANCE: frozenset({Role.COMPLIANCE, Role.SUPERVISOR}),
     Permission.MANAGE_USERS: frozenset({Role.ADMIN}),
+    Permission.EXPORT_REPORTS: frozenset({Role.COMPLIANCE}),
+    # Counts only (no customer data); admins watch them like the /metrics gauges.
+    Permission.READ_REPORT_BACKLOG: frozenset({Role.COMPLIANCE, Role.ADMIN}),
 }
 
 

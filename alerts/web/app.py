@@ -6,6 +6,7 @@ case store and passes its session factory, calendar and deadline policy in.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,20 +16,28 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import text
-from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import DataError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerts.actors import Actor
 from alerts.deadlines import DeadlinePolicy
+from alerts.reports import ReportConfig, ReportGauges, load_report_config
 from alerts.users import API_KIND, SESSION_KIND, actor_for_token, token_digest
 from alerts.web.access import Permission, check
-from alerts.web.errors import LoginRequired, amlwatch_error_handler, database_error_handler
+from alerts.web.errors import (
+    LoginRequired,
+    amlwatch_error_handler,
+    database_error_handler,
+    validation_error_handler,
+)
 from core.calendar import WorkingCalendar
 from core.errors import AmlwatchError
 
+log = logging.getLogger(__name__)
 SESSION_COOKIE = "amlwatch_session"
 LANG_COOKIE = "amlwatch_lang"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -40,10 +49,15 @@ def _utc_now() -> datetime:
 
 @dataclass(frozen=True)
 class WebConfig:
-    """What the web app needs besides the database."""
+    """What the web app needs besides the database.
+
+    ``policy`` carries the bank's time zone and the STR filing deadline; ``reports`` the
+    report files' data (PBoC tags, goAML codes, institution), packaged ones by default.
+    """
 
     calendar: WorkingCalendar
     policy: DeadlinePolicy
+    reports: ReportConfig = field(default_factory=load_report_config)
     currency: str = "CNY"
     session_lifetime: timedelta = timedelta(hours=8)
     token_lifetime: timedelta = timedelta(hours=12)
@@ -149,8 +163,12 @@ def require_api(permission: Permission) -> Callable[..., Actor]:
 
 def create_app(sessions: sessionmaker[Session], config: WebConfig) -> FastAPI:
     """The FastAPI app: JSON API under /api (OpenAPI at /docs), pages, /healthz, /metrics."""
+    from prometheus_client import CollectorRegistry
+
     from alerts.web.api import router as api_router
     from alerts.web.pages import router as pages_router
+    from alerts.web.report_api import router as report_router
+    from alerts.web.user_api import router as user_router
 
     app = FastAPI(
         title="amlwatch",
@@ -161,7 +179,10 @@ def create_app(sessions: sessionmaker[Session], config: WebConfig) -> FastAPI:
     app.add_exception_handler(AmlwatchError, amlwatch_error_handler)
     app.add_exception_handler(DataError, database_error_handler)
     app.add_exception_handler(OperationalError, database_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.include_router(api_router)
+    app.include_router(report_router)
+    app.include_router(user_router)
     app.include_router(pages_router)
 
     @app.get("/healthz", response_class=PlainTextResponse, tags=["ops"])
@@ -171,12 +192,25 @@ def create_app(sessions: sessionmaker[Session], config: WebConfig) -> FastAPI:
             session.execute(text("SELECT 1"))
         return "ok\n"
 
+    # The app's own registry: several apps in one process (tests) must not collide.
+    reports_registry = CollectorRegistry()
+    report_gauges = ReportGauges.create(reports_registry)
+
     @app.get("/metrics", response_class=PlainTextResponse, tags=["ops"])
-    def metrics() -> PlainTextResponse:
-        """Prometheus metrics of this process; no authentication."""
+    def metrics(web: Context) -> PlainTextResponse:
+        """Prometheus metrics of this process and the report backlog; no authentication."""
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        today = web.now().astimezone(web.config.policy.timezone).date()
+        try:
+            with web.transaction() as session:
+                report_gauges.refresh(session, today=today)
+        except SQLAlchemyError:
+            # The process metrics still matter when the store is down; the gauges keep
+            # their last values and /healthz tells the outage.
+            log.warning("refreshing the report gauges failed", exc_info=True)
+        body = generate_latest() + generate_latest(reports_registry)
+        return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
 
     return app
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.exc import DataError, OperationalError
 
@@ -56,6 +58,23 @@ async def amlwatch_error_handler(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+SECRET_FIELDS = frozenset({"password"})
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> Response:
+    # FastAPI's own 422 body, except that a password is never echoed back (a too long
+    # or malformed password would otherwise come back in "input").
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    for error in exc.errors():
+        shown = dict(error)
+        if SECRET_FIELDS & {str(part) for part in error.get("loc", ())}:
+            shown.pop("input", None)
+            shown.pop("ctx", None)
+        errors.append(shown)
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+
 async def database_error_handler(request: Request, exc: Exception) -> Response:
     # A value the database cannot hold (an id beyond its integer range, say) is the
     # request's fault; a lost connection is ours and temporary. Neither echoes the SQL.
@@ -71,4 +90,10 @@ async def database_error_handler(request: Request, exc: Exception) -> Response:
     )
 
 
-__all__ = ["LoginRequired", "amlwatch_error_handler", "database_error_handler", "http_status"]
+__all__ = [
+    "LoginRequired",
+    "amlwatch_error_handler",
+    "database_error_handler",
+    "http_status",
+    "validation_error_handler",
+]

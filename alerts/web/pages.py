@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
 from starlette.datastructures import URL
 
 from alerts import cases as workflow
@@ -19,13 +20,18 @@ from alerts.actors import Actor, Role
 from alerts.audit import verify_audit_chain
 from alerts.cases import CaseStatus, Disposition
 from alerts.performance import manager_performance
+from alerts.reports import ReportKind, ReportStatus
 from alerts.users import (
     SESSION_KIND,
+    USER_ROLES,
     AuthenticationFailed,
     LoginThrottled,
+    add_user,
     authenticate,
+    disable_user,
     issue_token,
     list_users,
+    reset_password,
     revoke_token,
 )
 from alerts.web.access import Permission, allowed, check, visible_case
@@ -49,6 +55,7 @@ from alerts.web.queries import (
     overdue_by_manager,
     status_counts,
 )
+from alerts.web.report_api import BacklogOut, ExportIn, backlog, export_file
 from core.errors import InvalidInput
 
 router = APIRouter(include_in_schema=False)
@@ -297,6 +304,9 @@ def console(
             end=datetime.combine(last + timedelta(days=1), time(), tzinfo=zone),
         )
     escalated = [i for i in items if i.case.status is CaseStatus.ESCALATED]
+    reports = (
+        _backlog_rows(backlog(web)) if allowed(actor, Permission.READ_REPORT_BACKLOG) else None
+    )
     return render(
         request,
         "console.html",
@@ -308,7 +318,34 @@ def console(
         first=first,
         last=last,
         verified=verified,
+        reports=reports,
     )
+
+
+@router.post("/console/reports/export")
+def console_export(
+    request: Request,
+    web: Context,
+    actor: PageActor,
+    csrf: Annotated[str, Form()] = "",
+    kind: Annotated[str, Form(max_length=32)] = "",
+    start: Annotated[str, Form(alias="from", max_length=32)] = "",
+    end: Annotated[str, Form(alias="to", max_length=32)] = "",
+    report_format: Annotated[str, Form(alias="format", max_length=32)] = "",
+    message_type: Annotated[str, Form(max_length=32)] = "normal",
+) -> Response:
+    """The console's export form: the file comes back as a download (audited)."""
+    check_csrf(request, csrf)
+    check(actor, Permission.EXPORT_REPORTS)
+    fields = {"kind": kind, "from": start, "to": end, "format": report_format}
+    try:
+        wanted = ExportIn.model_validate({**fields, "message_type": message_type or "normal"})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        raise InvalidInput(f"the export form is incomplete or wrong: {problems}") from None
+    return export_file(web, actor, wanted).response()
 
 
 @router.post("/console/verify-audit")
@@ -324,11 +361,92 @@ def console_verify(
 
 
 @router.get("/admin", response_class=HTMLResponse)
-def admin(request: Request, web: Context, actor: PageActor) -> HTMLResponse:
+def admin(
+    request: Request,
+    web: Context,
+    actor: PageActor,
+    done: Annotated[str | None, Query(max_length=200)] = None,
+) -> HTMLResponse:
     check(actor, Permission.MANAGE_USERS)
     with web.transaction() as session:
         users = list_users(session)
-    return render(request, "admin.html", actor, users=users)
+    roles = [role.value for role in USER_ROLES]
+    return render(request, "admin.html", actor, users=users, roles=roles, done=done)
+
+
+@router.post("/admin/users")
+def admin_add_user(
+    request: Request,
+    web: Context,
+    actor: PageActor,
+    csrf: Annotated[str, Form()] = "",
+    user_id: Annotated[str, Form(max_length=64)] = "",
+    role: Annotated[str, Form(max_length=16)] = "",
+    password: Annotated[str, Form(max_length=1024)] = "",
+    display_name: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    check_csrf(request, csrf)
+    check(actor, Permission.MANAGE_USERS)
+    with web.transaction() as session:
+        user = add_user(
+            session,
+            user_id=_printable(user_id),
+            role=role,
+            password=password,
+            actor=actor,
+            now=web.now(),
+            display_name=_printable(display_name),
+        )
+    return _admin_done(f"user.add {user.user_id}")
+
+
+@router.post("/admin/users/{user_id}/{action}")
+def admin_user_action(
+    request: Request,
+    web: Context,
+    actor: PageActor,
+    user_id: str,
+    action: str,
+    csrf: Annotated[str, Form()] = "",
+    password: Annotated[str, Form(max_length=1024)] = "",
+) -> Response:
+    check_csrf(request, csrf)
+    check(actor, Permission.MANAGE_USERS)
+    user_id = _printable(user_id)[:64]
+    with web.transaction() as session:
+        if action == "reset":
+            reset_password(session, user_id=user_id, password=password, actor=actor, now=web.now())
+        elif action == "disable":
+            disable_user(session, user_id=user_id, actor=actor, now=web.now())
+        else:
+            from core.errors import NotFound
+
+            raise NotFound(f"no user action {action!r}")
+    return _admin_done(f"user.{action} {user_id}")
+
+
+def _admin_done(message: str) -> Response:
+    url = URL("/admin").include_query_params(done=message[:200])
+    return RedirectResponse(str(url), status_code=303)
+
+
+def _printable(text: str) -> str:
+    # PostgreSQL refuses NUL in text; the user services check the rest.
+    if "\x00" in text:
+        raise InvalidInput("text fields may not contain NUL characters")
+    return text
+
+
+def _backlog_rows(found: BacklogOut) -> list[dict[str, Any]]:
+    """One row per report kind: records per status and how many are overdue."""
+    rows: dict[str, dict[str, Any]] = {
+        kind.value: {"kind": kind.value, "overdue": found.overdue[kind.value]}
+        | {status.value: 0 for status in ReportStatus}
+        for kind in ReportKind
+    }
+    for item in found.items:
+        rows[item.kind.value][item.status.value] += item.count
+    return list(rows.values())
 
 
 def _case_id_in_range(case_id: int) -> None:
