@@ -4,23 +4,30 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import xml.etree.ElementTree as ET
 from collections import Counter
-from datetime import date
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from typer.testing import CliRunner
 
 from alerts.actors import Actor, Role
 from alerts.audit import verify_audit_chain
+from alerts.cases import acknowledge, approve_report, escalate, propose_report
 from alerts.database import make_engine, migrate, session_factory
 from alerts.imports import import_customers, import_managers
+from alerts.reports import load_report_config
+from alerts.reports.pboc import check_pboc
 from core.customer import read_customers_csv
 from core.detection import Outcome
 from core.manager import Manager
 from core.settings import Settings
 from core.transaction import transaction_from_mapping
 from rules.backtest import in_event_order, run_backtest
+from stream.cli import cli
 from stream.detection_engine import build_rule_engine
 from stream.simulator import (
     derive_rng,
@@ -162,6 +169,37 @@ def test_every_expected_alert_becomes_one_case_routed_to_the_right_manager_acros
     assert stored_tx == {tx.tx_id: str(tx.amount) for tx in transactions}, (
         "every transaction is kept once, with its exact amount, for cases and reports"
     )
+
+    # Compliance files one of the stream's cases as suspicious (four eyes), then both
+    # regulatory reports are exported from what the live worker stored.
+    compliance = [Actor(f"co{i}", Role.COMPLIANCE) for i in range(3)]
+    now = datetime.now(UTC)
+    with session_factory(engine)() as session:
+        case_id = next(row.id for row in cases if row.status == "new")
+        acknowledge(session, case_id=case_id, actor=compliance[0], now=now)
+        escalate(session, case_id=case_id, actor=compliance[0], assessment="split", now=now)
+        propose_report(session, case_id=case_id, actor=compliance[1], now=now)
+        approve_report(session, case_id=case_id, actor=compliance[2], now=now)
+        session.commit()
+    runner = CliRunner(env={"AMLWATCH_DATABASE_URL": url, "AMLWATCH_DATA_DIR": str(tmp_path)})
+    period = ["--from", "2026-06-01", "--to", datetime.now(UTC).date().isoformat()]
+    tags = load_report_config().pboc
+    for kind, root in (("large-value", "large_value"), ("suspicious", "suspicious")):
+        out = tmp_path / f"{kind}.xml"
+        result = runner.invoke(
+            cli,
+            ["report", "export", "--kind", kind, *period, "--format", "pboc-xml",
+             "--out", str(out), "--actor", "co1"],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert check_pboc(out.read_bytes(), tags=tags, kind=root) == []
+    exported = ET.parse(tmp_path / "large-value.xml")
+    lv_total = sum(Decimal(element.text or "") for element in exported.iter("CRMB"))
+    with engine.connect() as connection:
+        recorded = connection.execute(
+            text("SELECT total_cny FROM report_exports WHERE kind = 'large_value'")
+        ).scalar_one()
+    assert lv_total == Decimal(recorded) > 0, "the file's amounts reconcile with the store"
 
     with session_factory(engine)() as session:
         assert verify_audit_chain(session).ok
