@@ -9,8 +9,8 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from alerts.users import add_user
 from alerts.web import WebConfig, create_app
 from core.calendar import WorkingCalendar
 from core.customer import CUSTOMER_COLUMNS
-from core.detection import Severity
+from core.detection import Outcome, Severity
 from core.manager import MANAGER_COLUMNS
 from core.transaction import Channel, Direction, Transaction
 from stream.broker import free_loopback_port
@@ -94,6 +94,40 @@ class WebWorld:
             session.commit()
         assert result.case_id is not None and result.routed_to == manager_id
         return result.case_id
+
+    def new_large_value(self, bank_day: date, manager_id: str = "M1") -> tuple[str, str]:
+        """A large-value report record (pending) on a fresh customer of ``manager_id``: one
+        60,000 CNY cash deposit on ``bank_day``. Returns (customer id, tx id)."""
+        number = next(self._next.setdefault(manager_id, itertools.count(1)))
+        customer_id = f"{manager_id}-C{number:04d}"
+        at = datetime(bank_day.year, bank_day.month, bank_day.day, 2, tzinfo=UTC)  # 10:00 CST
+        tx_id = f"lv-{uuid.uuid4().hex[:10]}"
+        amount = Decimal("60000.00")
+        tx = Transaction(
+            tx_id=tx_id,
+            timestamp=at,
+            customer_id=customer_id,
+            account_id=f"{customer_id}-A",
+            direction=Direction.IN,
+            amount=amount,
+            currency="CNY",
+            channel=Channel.CASH,
+        )
+        found = replace(
+            detection(customer_id, tx_id, outcome=Outcome.REPORT, detector="LVT-CASH-CNY", at=at),
+            severity=Severity.MEDIUM,
+            bank_day=bank_day,
+        )
+        with self.sessions() as session:
+            store_transactions(
+                session, [StoredTransaction(tx, amount, (amount / Decimal("7.2")).quantize(CENT))]
+            )
+            ingest_detection(session, found, now=at, calendar=calendar())
+            session.commit()
+        return customer_id, tx_id
+
+
+CENT = Decimal("0.01")
 
 
 def _history(

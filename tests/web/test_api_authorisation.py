@@ -7,13 +7,17 @@ as for a case that does not exist.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 
-from tests.web.conftest import USERS, WebWorld
+from alerts.actors import SYSTEM_ACTOR, Role
+from alerts.users import add_user
+from tests.web.conftest import PASSWORD, USERS, WebWorld
 
 ANON = "anonymous"
 ACTORS = (*USERS, ANON)
@@ -53,12 +57,37 @@ def _proposed(world: WebWorld) -> int:
     return case_id
 
 
+def _filed_export(world: WebWorld) -> int:
+    """A PBoC filing of an empty period, not yet submitted: its export id."""
+    body = {"kind": "large-value", "from": "2024-01-02", "to": "2024-01-02", "format": "pboc-xml"}
+    with world.client("C1") as client:
+        answer = client.post("/api/reports/exports", json=body)
+    assert answer.status_code == 200, answer.text
+    return int(answer.headers["x-export-id"])
+
+
+def _disposable_user(world: WebWorld) -> str:
+    """A manager login nobody else uses (resetting or disabling it revokes its tokens)."""
+    user_id = f"U{uuid.uuid4().hex[:8]}"
+    with world.sessions() as session:
+        add_user(
+            session,
+            user_id=user_id,
+            role=Role.MANAGER,
+            password=PASSWORD,
+            actor=SYSTEM_ACTOR,
+            now=datetime.now(UTC),
+        )
+        session.commit()
+    return user_id
+
+
 @dataclass(frozen=True)
 class Route:
     name: str
     method: str
-    path: str  # {case} is replaced by the case id
-    setup: Callable[[WebWorld], int] | None
+    path: str  # {case} is replaced by what setup returns (a case, export or user id)
+    setup: Callable[[WebWorld], int | str] | None
     allowed: dict[str, int]  # user -> status; everyone else gets ``others``
     others: int
     body: dict | None = None
@@ -67,6 +96,9 @@ class Route:
 
 CASE_TEAM = {"M1": 200, "S1": 200, "C1": 200, "C2": 200, "M2": 404, "S2": 404, "A1": 403}
 FILERS = {"C1": 200, "C2": 200, "M1": 403, "M2": 403, "S1": 403, "S2": 403, "A1": 403}
+REPORTERS = {**dict.fromkeys(USERS, 403), "C1": 200, "C2": 200}
+ADMINS = {**dict.fromkeys(USERS, 403), "A1": 200}
+REVIEW_EXPORT = {"kind": "large-value", "from": "2024-01-01", "to": "2024-01-31", "format": "csv"}
 MANAGERS_CSV = (
     "manager_id,name,email,grade,supervisor_id,branch,active\n"
     "R3,经理R3,r3@bank.example,junior,,Shanghai,true\n"
@@ -148,6 +180,37 @@ ROUTES = [
         {**dict.fromkeys(USERS, 403), "C1": 200, "C2": 200, "A1": 200},
         401,
     ),
+    Route("export", "POST", "/api/reports/exports", None, REPORTERS, 401, body=REVIEW_EXPORT),
+    Route(
+        "submitted",
+        "POST",
+        "/api/reports/{case}/submitted",
+        _filed_export,
+        REPORTERS,
+        401,
+        body={"receipt": "PBOC-RCPT-0001"},
+    ),
+    Route("backlog", "GET", "/api/reports/backlog", None, {**REPORTERS, "A1": 200}, 401),
+    Route("users", "GET", "/api/users", None, ADMINS, 401),
+    Route(
+        "add user",
+        "POST",
+        "/api/users",
+        None,
+        {**ADMINS, "A1": 201},
+        401,
+        body={"user_id": "N1", "role": "manager", "password": PASSWORD},
+    ),
+    Route(
+        "reset",
+        "POST",
+        "/api/users/{case}/reset",
+        _disposable_user,
+        ADMINS,
+        401,
+        body={"password": "another long enough password"},
+    ),
+    Route("disable", "POST", "/api/users/{case}/disable", _disposable_user, ADMINS, 401),
 ]
 
 
@@ -171,6 +234,7 @@ def test_every_role_against_every_route(web_world: WebWorld, route: Route, user:
         answer = client.request(route.method, path, json=route.body, files=route.files)
     expected = _expected(route, user)
     assert answer.status_code == expected, (route.name, user, answer.text)
+    assert PASSWORD not in answer.text, "no answer echoes a password"
     if expected >= 400:
         assert answer.json()["detail"], "every refusal says why"
     if expected == 404:
@@ -252,5 +316,8 @@ def test_failed_logins_are_throttled_and_audited(web_world: WebWorld) -> None:
 def test_health_and_metrics_need_no_login(web_world: WebWorld) -> None:
     with httpx.Client(base_url=web_world.base_url) as client:
         assert client.get("/healthz").status_code == 200
-        assert client.get("/metrics").status_code == 200
+        metrics = client.get("/metrics")
+        assert metrics.status_code == 200
+        assert 'amlwatch_reports_overdue{kind="large_value"}' in metrics.text
+        assert 'amlwatch_reports_pending{kind="suspicious"}' in metrics.text
         assert client.get("/openapi.json").status_code == 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from contextlib import closing
+from datetime import date
 
 import httpx
 
@@ -61,3 +62,27 @@ def test_other_team_gets_404_pages_and_roles_their_own_home(web_world: WebWorld)
     with closing(client):
         assert client.get("/").headers["location"] == "/admin"
         assert client.get("/inbox").status_code == 403
+
+
+def test_console_exports_reports_from_a_csrf_protected_form(web_world: WebWorld) -> None:
+    customer_id, tx_id = web_world.new_large_value(date(2024, 6, 4))
+    form = {"kind": "large-value", "from": "2024-06-04", "to": "2024-06-04", "format": "csv"}
+    client, csrf = signed_in(web_world, "C1")
+    with closing(client):
+        console = client.get("/console?lang=en")
+        assert 'id="export-form"' in console.text and 'id="report-backlog"' in console.text
+        assert client.post("/console/reports/export", data=form).status_code == 403
+        done = client.post("/console/reports/export", data={**form, "csrf": csrf})
+        assert done.status_code == 200
+        assert done.headers["content-disposition"].startswith("attachment;")
+        assert tx_id in done.text and customer_id in done.text
+        bad = client.post(
+            "/console/reports/export", data={**form, "from": "2024-06-31", "csrf": csrf}
+        )
+        assert bad.status_code == 400 and "the export form is incomplete or wrong: from" in bad.text
+    client, csrf = signed_in(web_world, "S1")
+    with closing(client):
+        console = client.get("/console")
+        assert console.status_code == 200 and 'id="export-form"' not in console.text
+        refused = client.post("/console/reports/export", data={**form, "csrf": csrf})
+        assert refused.status_code == 403
