@@ -1,15 +1,18 @@
 """The pages in a real browser: Debian's chromium driven by Playwright (no browser
 download), against the app under uvicorn on a SQLite case store.
 
-Set AMLWATCH_SCREENSHOT_DIR (e.g. docs/screenshots) to keep the inbox, case page and
-console screenshots; they are always written under the test's temporary directory.
+Set AMLWATCH_SCREENSHOT_DIR (e.g. docs/screenshots) to keep the inbox, case page,
+console, report export and admin screenshots; they are always written under the test's
+temporary directory.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -132,3 +135,44 @@ def test_compliance_approves_an_escalation_with_four_eyes(
     approver.click("#verify-audit")
     assert approver.locator("#verified").inner_text().endswith("events OK")
     approver.close()
+
+
+def test_compliance_exports_a_large_value_report_from_the_console(
+    browser: object, web_world: WebWorld, shots: Path
+) -> None:
+    customer_id, tx_id = web_world.new_large_value(date(2024, 6, 3))
+    page = sign_in(browser, web_world, "C1")
+    page.wait_for_url("**/console")
+    row = page.locator("#report-backlog tr[data-kind=large_value]")
+    assert row.locator("td").first.inner_text() == "大额交易报告"
+    assert int(row.locator(".pending").inner_text()) >= 1
+    assert int(row.locator(".overdue-count").inner_text()) >= 1  # June 2024 is long past
+    form = page.locator("#export-form")
+    form.locator("select[name=kind]").select_option("large-value")
+    form.locator("input[name=from]").fill("2024-06-03")
+    form.locator("input[name=to]").fill("2024-06-03")
+    form.locator("select[name=format]").select_option("pboc-xml")
+    page.locator("#reports").screenshot(path=str(shots / "reports.png"))
+    with page.expect_download() as arrived:
+        page.click("#do-export")
+    download = arrived.value
+    assert download.suggested_filename == "large-value-pboc-2024-06-03-2024-06-03.xml"
+    root = ET.parse(download.path()).getroot()
+    assert root.tag == "HVTR" and [e.text for e in root.iter("TICD")] == [tx_id]
+    page.goto(f"{web_world.base_url}/console?lang=en")
+    row = page.locator("#report-backlog tr[data-kind=large_value]")
+    assert row.locator("td").first.inner_text() == "Large-value"
+    assert row.locator(".pending").inner_text() == "0"
+    page.close()
+
+    admin = sign_in(browser, web_world, "A1", lang="en")
+    admin.wait_for_url("**/admin")
+    admin.fill("#add-user input[name=user_id]", "M7")
+    admin.select_option("#add-user select[name=role]", "manager")
+    admin.fill("#add-user input[name=password]", "a long enough passphrase")
+    admin.click("#do-add-user")
+    assert admin.locator("#done").inner_text() == "user.add M7"
+    assert admin.locator("tr[data-user=M7] .user-state").inner_text() == "active"
+    admin.screenshot(path=str(shots / "admin.png"), full_page=True)
+    admin.close()
+    assert customer_id
