@@ -34,14 +34,18 @@ def processed(base_url: str) -> float | None:
 def wait_for(condition, timeout: float, what: str, log: Path) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if condition():
-            return
+        try:
+            if condition():
+                return
+        except httpx.HTTPError:
+            pass  # not listening yet
         time.sleep(0.5)
     raise AssertionError(f"{what} within {timeout}s\n{log.read_text(errors='replace')[-3000:]}")
 
 
 def test_up_with_simulator_processes_a_rising_count_and_stops_everything(tmp_path: Path) -> None:
     web_port = free_loopback_port()
+    app_port = free_loopback_port()
     base_url = f"http://127.0.0.1:{web_port}"
     env = {
         **os.environ,
@@ -54,7 +58,17 @@ def test_up_with_simulator_processes_a_rising_count_and_stops_everything(tmp_pat
     log = tmp_path / "up.log"
     with log.open("wb") as out:
         up = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "up", "--simulate", "--rate", "100"],
+            [
+                sys.executable,
+                "-m",
+                "stream.cli",
+                "up",
+                "--simulate",
+                "--rate",
+                "100",
+                "--web-port",
+                str(app_port),
+            ],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -71,6 +85,8 @@ def test_up_with_simulator_processes_a_rising_count_and_stops_everything(tmp_pat
             "the simulated managers and customers never reached the case store",
             log,
         )
+        app_health = f"http://127.0.0.1:{app_port}/healthz"
+        wait_for(lambda: httpx.get(app_health, timeout=2).status_code == 200, 60, "no web app", log)
         children = psutil.Process(up.pid).children(recursive=True)
         assert len(children) >= 3, "broker, worker and simulator run as child processes"
 
