@@ -350,6 +350,38 @@ def window_distinct_counterparties(
     )  # fmt: skip
 
 
+@register("window_new_counterparties", (Kind.HOURS, Kind.HOURS, Kind.FILTER), N)
+def window_new_counterparties(
+    ctx: EvalContext, hours: int, recent_hours: int, event_filter: EventFilter
+) -> Decimal:
+    """Distinct counterparties of the last ``recent_hours`` hours that the customer had no
+    transaction with (any direction or channel) in the ``hours - recent_hours`` hours before.
+
+    ``hours`` is the whole span looked at, so the pack keeps that much history; when
+    ``recent_hours`` is not shorter there is no earlier stretch and every one is new.
+    The evidence is the recent window's transactions with the new counterparties.
+    """
+    key = ("new_counterparties", hours, recent_hours, id(event_filter))
+    cached = ctx.cache.get(key)
+    if cached is not None:
+        new_events, result = cached
+        ctx.touched.append(new_events)
+        return Decimal(result)
+    split = ctx.event.at - recent_hours * HOUR
+    earlier = ctx.state.window(ctx.event.at - hours * HOUR, split) if recent_hours < hours else []
+    known = {event.counterparty for event in earlier if event.at < split and event.counterparty}
+    matches = event_filter.matcher(ctx.event.direction, ctx.reference.home_currency)
+    new_events = [
+        event
+        for event in ctx.state.window(split, ctx.event.at)
+        if event.counterparty and event.counterparty not in known and matches(event)
+    ]
+    result = Decimal(len({event.counterparty for event in new_events}))
+    ctx.cache[key] = (new_events, result)
+    ctx.touched.append(new_events)
+    return result
+
+
 @register("window_distinct_days", (Kind.HOURS, Kind.FILTER), N)
 def window_distinct_days(ctx: EvalContext, hours: int, event_filter: EventFilter) -> Decimal:
     """Distinct bank-local days with a matching transaction in the window."""

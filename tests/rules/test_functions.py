@@ -542,6 +542,35 @@ def test_window_distinct_counterparties_counts_ids_or_else_names(
     assert anonymous(["window_distinct_counterparties", 24, {}]) == 0
 
 
+@covers("window_new_counterparties")
+def test_window_new_counterparties_are_those_with_nothing_in_the_hours_before(
+    pboc_engine: RuleEngine,
+) -> None:
+    history = [
+        tx("1", at=-3 * DAY, direction="out", counterparty_id="P1"),  # known, either way
+        tx("1", at=-2 * DAY, counterparty_id="P2"),  # out of a 36-hour span: new again
+        tx("2", at=-DAY, counterparty_id="P2"),  # exactly the start of the recent day
+        tx("3", at=-HOUR, counterparty_id="P1"),
+        tx("4", at=-HOUR, counterparty_name="Li Si"),
+        tx("5", at=-HOUR, direction="out", counterparty_id="P3"),
+        tx("6", at=-HOUR, channel="card", counterparty_id="P4"),
+        tx("7", at=-HOUR),  # no counterparty: not counted
+    ]
+    p = probe(pboc_engine, tx("8", counterparty_id="P5"), history=history)
+    # Inflows of the last 24 hours from Li Si, P4 and P5; P1 and P2 were seen before.
+    assert p(["window_new_counterparties", 96, 24, {}]) == 3
+    # 12 hours before the day only: P1 (3 days ago) and P2 (2 days ago) are new again.
+    assert p(["window_new_counterparties", 36, 24, {}]) == 5
+    assert p(["window_new_counterparties", 96, 24, {"channels": ["transfer"]}]) == 2
+    assert p(["window_new_counterparties", 96, 24, {"direction": "any"}]) == 4  # and P3
+    assert p(["window_new_counterparties", 24, 24, {}]) == 5  # nothing before the day
+    # The evidence: the day's transactions with the new counterparties.
+    assert sorted(e.amount_cny for e in p.ctx.touched[-1]) == [2, 3, 4, 6, 8]
+    assert (
+        "hours must be a whole number" in refused(["window_new_counterparties", 96, 0, {}]).problem
+    )
+
+
 @covers("window_distinct_days")
 def test_window_distinct_days_counts_bank_local_days(pboc_engine: RuleEngine) -> None:
     # 23:30 and 00:30 are one UTC day (1 March) but two bank days.

@@ -476,38 +476,141 @@ def corporate_fan_burst(ledger: Ledger, direction: str, amount: str | int) -> No
         )
 
 
+# v2 of the corporate fan rules: counterparties the company had no transaction with in
+# the 6 days before the last 24 hours, not volume against the 90-day routine.
+KNOWN = 10
+
+
+def corporate_with_known_counterparties(engine: RuleEngine, days: int = 10) -> Ledger:
+    """A company that paid and was paid by the same ten counterparties every day."""
+    ledger = Ledger(engine, customer=customer("corporate"))
+    for day in range(days):
+        for index in range(KNOWN):
+            for direction in ("in", "out"):
+                ledger.tx(
+                    "30000",
+                    direction=direction,
+                    at=day * DAY + index * timedelta(minutes=1),
+                    counterparty_id=f"KNOWN-{index}",
+                )
+    return ledger
+
+
+def new_counterparty_burst(
+    ledger: Ledger,
+    direction: str,
+    *,
+    count: int = 8,
+    last_at: timedelta = 10 * DAY + 2 * HOUR,
+    channel: str = "transfer",
+    prefix: str = "NEW",
+) -> None:
+    """``count`` counterparties, ten minutes apart, the last at ``last_at``."""
+    for index in range(count):
+        ledger.tx(
+            "5000",
+            direction=direction,
+            channel=channel,
+            at=last_at - (count - 1 - index) * timedelta(minutes=10),
+            counterparty_id=f"{prefix}-{index}",
+        )
+
+
 @covers("positive", *CORPORATE_FAN)
 @pytest.mark.parametrize("rule_id", CORPORATE_FAN)
-def test_corporate_fan_burst_far_above_the_90_day_routine_alerts(
+def test_eight_counterparties_new_to_the_company_within_a_day_alert(
     pboc_engine: RuleEngine, rule_id: str
 ) -> None:
-    ledger = corporate_with_routine(pboc_engine, 40_000)
-    corporate_fan_burst(ledger, CORPORATE_FAN[rule_id], 100_000)
+    ledger = corporate_with_known_counterparties(pboc_engine)
+    ledger.tx("30000", direction=CORPORATE_FAN[rule_id], at=10 * DAY, counterparty_id="KNOWN-0")
+    new_counterparty_burst(ledger, CORPORATE_FAN[rule_id])
     alert = only(ledger, rule_id)
-    assert alert.values["usual"] == "40000"
-    assert "times the usual 3-day" in alert.reasons[0]
+    assert alert.values[f"new_{'payers' if rule_id.endswith('IN-CORPORATE') else 'payees'}"] == "8"
+    assert "8 counterparties with no transaction in the 6 days before" in alert.reasons[0]
+    assert "within 24 hours (9 pay" in alert.reasons[0]  # the known one is not new
+    assert "70,000.00 CNY in all" in alert.reasons[0]
 
 
 @covers("negative", *CORPORATE_FAN)
 @pytest.mark.parametrize("rule_id", CORPORATE_FAN)
-@pytest.mark.parametrize("daily", [None, 200_000], ids=["no history", "busy routine"])
-def test_corporate_fan_burst_within_the_routine_or_without_history_does_not_alert(
-    pboc_engine: RuleEngine, rule_id: str, daily: int | None
+def test_many_known_counterparties_in_a_day_do_not_alert(
+    pboc_engine: RuleEngine, rule_id: str
 ) -> None:
-    ledger = corporate_with_routine(pboc_engine, daily)
-    corporate_fan_burst(ledger, CORPORATE_FAN[rule_id], 35_000)
+    # Ten distinct counterparties and 300,000 CNY a day each way: the old volume rule's
+    # noise. All of them were seen in the days before.
+    ledger = corporate_with_known_counterparties(pboc_engine, days=20)
+    assert ledger.fired(rule_id) == []
+
+
+@covers("negative", *CORPORATE_FAN)
+@pytest.mark.parametrize("rule_id", CORPORATE_FAN)
+@pytest.mark.parametrize(
+    ("days", "channel", "who"),
+    [(10, "card", "corporate"), (10, "other", "corporate"), (10, "transfer", "individual")],
+    ids=["card", "other", "natural person"],
+)
+def test_card_and_other_channels_and_natural_persons_do_not_count(
+    pboc_engine: RuleEngine, rule_id: str, days: int, channel: str, who: str
+) -> None:
+    ledger = corporate_with_known_counterparties(pboc_engine, days=days)
+    ledger.customer = customer(who)
+    new_counterparty_burst(ledger, CORPORATE_FAN[rule_id], count=12, channel=channel)
+    assert ledger.fired(rule_id) == []
+
+
+@covers("negative", *CORPORATE_FAN)
+@pytest.mark.parametrize("rule_id", CORPORATE_FAN)
+def test_a_counterparty_seen_in_the_6_days_before_is_not_new(
+    pboc_engine: RuleEngine, rule_id: str
+) -> None:
+    ledger = corporate_with_known_counterparties(pboc_engine)
+    # NEW-7 was paid (either way) five days earlier.
+    ledger.tx("100", direction="in", at=5 * DAY + 3 * HOUR, counterparty_id="NEW-7")
+    new_counterparty_burst(ledger, CORPORATE_FAN[rule_id])
     assert ledger.fired(rule_id) == []
 
 
 @covers("boundary", *CORPORATE_FAN)
 @pytest.mark.parametrize("rule_id", CORPORATE_FAN)
-@pytest.mark.parametrize(("each", "alerts"), [(34_990, False), (35_000, True)])
-def test_corporate_fan_alerts_from_exactly_3_times_the_usual_3_days(
-    pboc_engine: RuleEngine, rule_id: str, each: int, alerts: bool
+@pytest.mark.parametrize(
+    ("earlier", "alerts"), [(timedelta(0), False), (timedelta(seconds=1), True)]
+)
+def test_a_counterparty_last_seen_exactly_7_days_before_is_still_known(
+    pboc_engine: RuleEngine, rule_id: str, earlier: timedelta, alerts: bool
 ) -> None:
-    # 8 x 35,000 + 2 routine days of 40,000 = 360,000 = 3 x (3 days x 40,000)
-    ledger = corporate_with_routine(pboc_engine, 40_000)
-    corporate_fan_burst(ledger, CORPORATE_FAN[rule_id], each)
+    ledger = corporate_with_known_counterparties(pboc_engine)
+    last_at = 10 * DAY + 2 * HOUR
+    ledger.tx("100", direction="out", at=last_at - 7 * DAY - earlier, counterparty_id="NEW-7")
+    new_counterparty_burst(ledger, CORPORATE_FAN[rule_id], last_at=last_at)
+    assert bool(ledger.fired(rule_id)) is alerts
+
+
+@covers("boundary", *CORPORATE_FAN)
+@pytest.mark.parametrize("rule_id", CORPORATE_FAN)
+@pytest.mark.parametrize(
+    ("count", "first_at", "alerts"),
+    [(7, 10 * DAY, False), (8, 10 * DAY, True), (8, 10 * DAY - timedelta(seconds=1), False)],
+    ids=["7 new", "8 new over exactly 24 hours", "8 new over 24 hours and a second"],
+)
+def test_corporate_fan_alerts_from_8_new_counterparties_within_exactly_24_hours(
+    pboc_engine: RuleEngine, rule_id: str, count: int, first_at: timedelta, alerts: bool
+) -> None:
+    ledger = corporate_with_known_counterparties(pboc_engine)
+    direction = CORPORATE_FAN[rule_id]
+    ledger.tx("5000", direction=direction, at=first_at, counterparty_id="FIRST")
+    new_counterparty_burst(ledger, direction, count=count - 1, last_at=10 * DAY + 24 * HOUR)
+    assert bool(ledger.fired(rule_id)) is alerts
+
+
+@covers("boundary", *CORPORATE_FAN)
+@pytest.mark.parametrize("rule_id", CORPORATE_FAN)
+@pytest.mark.parametrize(("short", "alerts"), [(timedelta(0), True), (timedelta(seconds=1), False)])
+def test_corporate_fan_needs_exactly_7_days_of_history(
+    pboc_engine: RuleEngine, rule_id: str, short: timedelta, alerts: bool
+) -> None:
+    ledger = Ledger(pboc_engine, customer=customer("corporate"))
+    ledger.tx("30000", counterparty_id="KNOWN-0")  # the first activity, day 0 at 09:00
+    new_counterparty_burst(ledger, CORPORATE_FAN[rule_id], last_at=7 * DAY - short)
     assert bool(ledger.fired(rule_id)) is alerts
 
 
