@@ -120,7 +120,7 @@ def acknowledge(session: Session, *, case_id: int, actor: Actor, now: datetime) 
     _require_status(case, (CaseStatus.NEW,), "acknowledge")
     _move(session, case, CaseStatus.ACKNOWLEDGED, actor, now, "case.acknowledge")
     case.acknowledged_at, case.acknowledged_by = now, actor.user_id
-    return _summary(case)
+    return summarize_case(case)
 
 
 def start_investigation(
@@ -131,7 +131,7 @@ def start_investigation(
     _require_status(case, (CaseStatus.ACKNOWLEDGED,), "start investigating")
     _move(session, case, CaseStatus.INVESTIGATING, actor, now, "case.investigate")
     case.investigating_at = now
-    return _summary(case)
+    return summarize_case(case)
 
 
 def close_case(
@@ -162,7 +162,7 @@ def close_case(
     case.disposition, case.disposition_reason = Disposition(disposition).value, reason
     case.closed_at, case.closed_by = now, actor.user_id
     case.open_customer_id = None
-    return _summary(case)
+    return summarize_case(case)
 
 
 def escalate(
@@ -177,7 +177,7 @@ def escalate(
     reason = f"escalated as suspicious by {actor.role.value} {actor.user_id}"
     route = Route(case.assignee_id, COMPLIANCE_QUEUE, case.compliance_copy, reason)
     record_routing(session, case, route, kind="escalation", actor=actor, now=now)
-    return _summary(case)
+    return summarize_case(case)
 
 
 def propose_report(session: Session, *, case_id: int, actor: Actor, now: datetime) -> CaseSummary:
@@ -199,7 +199,7 @@ def propose_report(session: Session, *, case_id: int, actor: Actor, now: datetim
         at=now,
     )
     case.report_proposed_at, case.report_proposed_by = now, actor.user_id
-    return _summary(case)
+    return summarize_case(case)
 
 
 def approve_report(session: Session, *, case_id: int, actor: Actor, now: datetime) -> CaseSummary:
@@ -224,7 +224,7 @@ def approve_report(session: Session, *, case_id: int, actor: Actor, now: datetim
     )
     case.reported_at, case.report_approved_by = now, actor.user_id
     case.open_customer_id = None
-    return _summary(case)
+    return summarize_case(case)
 
 
 def add_note(session: Session, *, case_id: int, actor: Actor, body: str, now: datetime) -> int:
@@ -259,7 +259,7 @@ def get_case(session: Session, *, case_id: int) -> CaseSummary:
     case = session.get(CaseRow, case_id, populate_existing=True)
     if case is None:
         raise NotFound(f"case {case_ref(case_id)} not found")
-    return _summary(case)
+    return summarize_case(case)
 
 
 def list_cases(
@@ -277,7 +277,7 @@ def list_cases(
         query = query.where(CaseRow.queue == queue)
     if open_only:
         query = query.where(CaseRow.status.in_(OPEN_STATES))
-    return [_summary(case) for case in session.scalars(query)]
+    return [summarize_case(case) for case in session.scalars(query)]
 
 
 def _already_ingested(session: Session, detection: Detection) -> IngestResult | None:
@@ -485,7 +485,8 @@ def _required_text(text: str, what: str) -> str:
     return text
 
 
-def _summary(case: CaseRow) -> CaseSummary:
+def summarize_case(case: CaseRow) -> CaseSummary:
+    """The summary the inbox and the API show, from a loaded case row."""
     return CaseSummary(
         case_id=case.id,
         ref=case_ref(case.id),
@@ -523,4 +524,5 @@ __all__ = [
     "list_cases",
     "propose_report",
     "start_investigation",
+    "summarize_case",
 ]

@@ -148,17 +148,37 @@ def escalate_overdue(
     return escalations
 
 
-def _deadline(
-    case: CaseRow, calendar: WorkingCalendar, policy: DeadlinePolicy
+def work_deadline(
+    *,
+    status: str,
+    severity: Severity,
+    started: datetime,
+    calendar: WorkingCalendar,
+    policy: DeadlinePolicy,
 ) -> tuple[str, datetime]:
-    # After an escalation the new assignee gets a fresh deadline of the same length.
-    started = case.overdue_escalated_at or case.opened_at
-    deadlines = policy.for_severity(Severity(case.severity))
-    if case.status == "new":
+    """The stage (acknowledge or disposition) an open case runs against, and when it is due.
+
+    ``started`` is when the case opened, or when an overdue escalation last moved it:
+    the new assignee gets a fresh deadline of the same length.
+    """
+    deadlines = policy.for_severity(severity)
+    if status == "new":
         hours = deadlines.acknowledge_business_hours
         return "acknowledge", add_business_hours(started, hours, calendar=calendar, policy=policy)
     days = deadlines.disposition_working_days
     return "disposition", close_of_business_after(started, days, calendar=calendar, policy=policy)
+
+
+def _deadline(
+    case: CaseRow, calendar: WorkingCalendar, policy: DeadlinePolicy
+) -> tuple[str, datetime]:
+    return work_deadline(
+        status=case.status,
+        severity=Severity(case.severity),
+        started=case.overdue_escalated_at or case.opened_at,
+        calendar=calendar,
+        policy=policy,
+    )
 
 
 def _escalate(
@@ -203,4 +223,5 @@ __all__ = [
     "close_of_business_after",
     "escalate_overdue",
     "str_due",
+    "work_deadline",
 ]

@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 
 from alerts.actors import Actor
 from alerts.audit import AuditEvent
-from alerts.cases import CaseSummary, get_case
+from alerts.cases import CaseSummary, get_case, summarize_case
 from alerts.database import AlertRow, AuditEventRow, CaseRow, NoteRow
-from alerts.deadlines import DeadlinePolicy, add_business_hours, close_of_business_after, str_due
+from alerts.deadlines import DeadlinePolicy, str_due, work_deadline
 from alerts.routing import OPEN_STATES, case_ref
 from alerts.transactions import StoredTransaction, customer_transactions, transactions_by_id
 from alerts.web.access import case_scope, visible_case
@@ -103,13 +103,13 @@ def case_deadline(
         if case.escalated_at is None:
             return None, None
         return "report", str_due(case.escalated_at, calendar=calendar, policy=policy)
-    started = overdue_escalated_at or case.opened_at
-    deadlines = policy.for_severity(Severity(case.severity))
-    if status == "new":
-        hours = deadlines.acknowledge_business_hours
-        return "acknowledge", add_business_hours(started, hours, calendar=calendar, policy=policy)
-    days = deadlines.disposition_working_days
-    return "disposition", close_of_business_after(started, days, calendar=calendar, policy=policy)
+    return work_deadline(
+        status=status,
+        severity=Severity(case.severity),
+        started=overdue_escalated_at or case.opened_at,
+        calendar=calendar,
+        policy=policy,
+    )
 
 
 def list_case_items(
@@ -156,9 +156,7 @@ def list_case_items(
 
 def get_summary(row: CaseRow) -> CaseSummary:
     """The service layer's summary of an already loaded row."""
-    from alerts.cases import _summary
-
-    return _summary(row)
+    return summarize_case(row)
 
 
 def case_detail(
