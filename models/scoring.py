@@ -95,6 +95,18 @@ EXPLAINERS: dict[str, _Explainer] = {
 }
 
 
+# One anomaly alert per customer per day: further unusual transactions of the same
+# episode would only repeat it (they join the customer's open case anyway).
+ANOMALY_COOLDOWN_HOURS = 24.0
+
+
+def outside_cooldown(
+    last_alert_at: float | None, at: float, hours: float = ANOMALY_COOLDOWN_HOURS
+) -> bool:
+    """Whether an anomaly alert at event time ``at`` may fire after the customer's last one."""
+    return last_alert_at is None or abs(at - last_alert_at) >= hours * 3600.0
+
+
 @dataclass(frozen=True, slots=True)
 class Scored:
     """Risk of each row (0-1, higher is riskier) and whether it crosses the threshold."""

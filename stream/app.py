@@ -46,7 +46,9 @@ from core.errors import InvalidInput
 from core.settings import Settings
 from core.transaction import InvalidTransaction, Transaction, decode_transaction
 from models.features import country_risk_from_lists
+from models.scoring import outside_cooldown
 from rules.engine import ProcessResult, RuleEngine
+from rules.state import CustomerState
 from stream.customer_table import ConfirmedChangelogTable, CustomerRecord, CustomerTable
 from stream.customers import CustomerDirectory
 from stream.dead_letter import NO_REFERENCE_DATA_REASON, UNEXPECTED_REASON, dead_letter_headers
@@ -61,6 +63,8 @@ log = logging.getLogger(__name__)
 PRODUCER_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 CUSTOMERS_REFRESH_SECONDS = 10.0
 SOURCE_POSITION_HEADER = "amlwatch.source.position"
+# Where a customer's state remembers its last anomaly alert (beside the rules' cool-downs).
+ANOMALY_COOLDOWN_KEY = "anomaly:cooldown"
 # Tansu makes the first group join wait half the session timeout: keep it short in dev.
 DEV_SESSION_TIMEOUT_SECONDS = 4.0
 # A forest call costs about 15 ms whatever the rows up to 100: batches amortise it, and
@@ -303,8 +307,9 @@ async def _apply_batch(
             # The forest call is CPU-bound: off the event loop, so heartbeats and the
             # web port stay responsive.
             found = await asyncio.to_thread(to_score.detections, model, table.tz)
-            anomalies = {detection.trigger_tx_id: detection for detection in found}
-            for detection in found:
+            kept = [d for d in found if _take_anomaly(working[d.customer_id].rules, d)]
+            anomalies = {detection.trigger_tx_id: detection for detection in kept}
+            for detection in kept:
                 engine.remember(working[detection.customer_id].rules, (detection,))
             metrics.scored.inc(len(to_score))
         for tx, result in applied:
@@ -328,6 +333,15 @@ async def _apply_batch(
         else:
             metrics.processed.inc()
             metrics.latency.observe(max(0.0, done - tx.event_epoch))
+
+
+def _take_anomaly(state: CustomerState, detection: Detection) -> bool:
+    """Apply the per-customer anomaly cool-down, remembering the alerts it lets through."""
+    at = detection.created_at.timestamp()
+    if not outside_cooldown(state.fired.get(ANOMALY_COOLDOWN_KEY), at):
+        return False
+    state.fired[ANOMALY_COOLDOWN_KEY] = at
+    return True
 
 
 async def _learn_changelog_partitions(built: AmlwatchApp) -> None:

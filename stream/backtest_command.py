@@ -25,7 +25,14 @@ from core.settings import Settings
 from core.transaction import CsvRowError, Transaction, read_transactions_csv
 from models.features import FEATURE_NAMES, build_feature_matrix, country_risk_from_lists
 from models.registry import active_version, load
-from models.scoring import ANOMALY_DETECTOR, anomaly_detection, explain, score_batch, warmed_up
+from models.scoring import (
+    ANOMALY_DETECTOR,
+    anomaly_detection,
+    explain,
+    outside_cooldown,
+    score_batch,
+    warmed_up,
+)
 from rules.backtest import (
     alert_record,
     evaluate,
@@ -326,7 +333,12 @@ def score_with_active_model(
     first_days = local_days.groupby(frame["customer_id"]).transform("min")
     due = warmed_up(first_days.to_numpy(), local_days.to_numpy())
     anomalies = []
+    last_alert_at: dict[str, float] = {}  # per customer, as the worker's state keeps it
     for row in np.flatnonzero(scored.alert & due):
+        tx = known[row]
+        if not outside_cooldown(last_alert_at.get(tx.customer_id), tx.event_epoch):
+            continue
+        last_alert_at[tx.customer_id] = tx.event_epoch
         values = features.iloc[row]
         anomalies.append(
             anomaly_detection(

@@ -12,7 +12,14 @@ import pandas as pd  # type: ignore[import-untyped]
 from core.transaction import transaction_from_mapping
 from models.detector import AnomalyDetector
 from models.features import FEATURE_NAMES
-from models.scoring import WARMUP_DAYS, anomaly_detection, explain, score_batch, warmed_up
+from models.scoring import (
+    WARMUP_DAYS,
+    anomaly_detection,
+    explain,
+    outside_cooldown,
+    score_batch,
+    warmed_up,
+)
 
 USUAL = dict.fromkeys(FEATURE_NAMES, 0.0)
 
@@ -101,3 +108,11 @@ def test_a_customer_is_scored_from_the_seventh_day_after_first_seen() -> None:
     assert warmed_up(first, first + WARMUP_DAYS)
     days = np.array([first, first + 6, first + 7, first + 400])
     assert warmed_up(np.full(4, first), days).tolist() == [False, False, True, True]
+
+
+def test_anomaly_cooldown_lets_one_alert_per_customer_per_day() -> None:
+    day = 24 * 3600.0
+    assert outside_cooldown(None, 1_000.0)
+    assert not outside_cooldown(1_000.0, 1_000.0 + day - 1)
+    assert outside_cooldown(1_000.0, 1_000.0 + day)
+    assert not outside_cooldown(1_000.0 + day, 1_000.0 + 1), "a late transaction too"
