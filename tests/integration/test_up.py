@@ -87,6 +87,27 @@ def test_up_with_simulator_processes_a_rising_count_and_stops_everything(tmp_pat
         )
         app_health = f"http://127.0.0.1:{app_port}/healthz"
         wait_for(lambda: httpx.get(app_health, timeout=2).status_code == 200, 60, "no web app", log)
+        wait_for(
+            lambda: "login     manager" in log.read_text(errors="replace"), 60, "no demo login", log
+        )
+        login = next(
+            line.split()
+            for line in log.read_text(errors="replace").splitlines()
+            if line.startswith("login     manager")
+        )
+        user_id, password = login[3], login[5]
+        token = httpx.post(
+            f"http://127.0.0.1:{app_port}/api/token",
+            json={"user_id": user_id, "password": password},
+            timeout=10,
+        )
+        assert token.status_code == 200, token.text
+        cases = httpx.get(
+            f"http://127.0.0.1:{app_port}/api/cases",
+            headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+            timeout=10,
+        )
+        assert cases.status_code == 200, "the printed demo manager login works"
         children = psutil.Process(up.pid).children(recursive=True)
         assert len(children) >= 3, "broker, worker and simulator run as child processes"
 
