@@ -53,7 +53,7 @@ from stream.customer_table import ConfirmedChangelogTable, CustomerRecord, Custo
 from stream.customers import CustomerDirectory
 from stream.dead_letter import NO_REFERENCE_DATA_REASON, UNEXPECTED_REASON, dead_letter_headers
 from stream.metrics import StreamMetrics
-from stream.offsets import OffsetJumpWatch, refuse_offset_gaps, restart_worker
+from stream.offsets import OffsetJumpWatch, refuse_offset_gaps
 from stream.scoring import BehaviourTracker, LiveModel, ScoringBatch
 
 log = logging.getLogger(__name__)
@@ -92,8 +92,6 @@ class AmlwatchApp:
     customers: CustomerDirectory
     live_model: LiveModel
     behaviour: BehaviourTracker
-    # What to do when an agent finds offsets the consumer skipped (see stream.offsets).
-    on_offset_jump: Callable[[str], None] = restart_worker
 
     def is_ready(self) -> bool:
         app = self.faust_app
@@ -226,9 +224,9 @@ def _register_agents(built: AmlwatchApp) -> None:
 
     @app.agent(built.transactions_topic, name=f"{settings.app_id}.validate_transactions")
     async def validate_transactions(stream: faust.StreamT[bytes]) -> None:
-        watch = OffsetJumpWatch(metrics.offset_jumps, built.on_offset_jump)
+        watch = OffsetJumpWatch(metrics.offset_jumps, app.consumer.seek)
         async for event in stream.events():
-            if not watch.admit(event):
+            if not await watch.admit(event):
                 continue
             try:
                 tx = decode_transaction(event.message.value, max_bytes=settings.max_message_bytes)
@@ -258,12 +256,13 @@ def _register_agents(built: AmlwatchApp) -> None:
         batches = stream.take_events(  # type: ignore[attr-defined]
             BATCH_MAX_EVENTS, within=BATCH_WAIT_SECONDS
         )
-        watch = OffsetJumpWatch(metrics.offset_jumps, built.on_offset_jump)
+        watch = OffsetJumpWatch(metrics.offset_jumps, app.consumer.seek)
         async for batch in batches:
-            if not all(watch.admit(event) for event in batch):
+            admitted = [event for event in batch if await watch.admit(event)]
+            if not admitted:
                 continue
-            metrics.batch_size.observe(len(batch))
-            await _apply_batch(built, batch, dead_letter)
+            metrics.batch_size.observe(len(admitted))
+            await _apply_batch(built, admitted, dead_letter)
 
 
 async def _apply_batch(

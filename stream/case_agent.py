@@ -246,10 +246,9 @@ def register_case_agents(
         batches = stream.take_events(  # type: ignore[attr-defined]
             BATCH_SIZE, within=BATCH_WITHIN_SECONDS
         )
-        watch = OffsetJumpWatch(metrics.offset_jumps, built.on_offset_jump)
+        watch = OffsetJumpWatch(metrics.offset_jumps, app.consumer.seek)
         async for batch in batches:
-            if not all(watch.admit(event) for event in batch):
-                continue
+            batch = [event for event in batch if await watch.admit(event)]
             received: list[tuple[EventT, Detection]] = []
             for event in batch:
                 try:
@@ -289,10 +288,9 @@ def register_case_agents(
         batches = stream.take_events(  # type: ignore[attr-defined]
             TRANSACTION_BATCH_SIZE, within=TRANSACTION_BATCH_WITHIN_SECONDS
         )
-        watch = OffsetJumpWatch(metrics.offset_jumps, built.on_offset_jump)
+        watch = OffsetJumpWatch(metrics.offset_jumps, app.consumer.seek)
         async for batch in batches:
-            if not all(watch.admit(event) for event in batch):
-                continue
+            batch = [event for event in batch if await watch.admit(event)]
             received: list[StoredTransaction] = []
             for event in batch:
                 value = event.message.value or b""

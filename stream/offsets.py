@@ -4,7 +4,8 @@ Faust can hand an agent a partition's records with a stretch missing: when a
 rebalance or the end of table recovery interrupts a fetch, records already taken from
 the Kafka client are dropped and consumption goes on after them (faust-streaming
 issues #216 and #221 describe the family; it was seen here right after recovery,
-about one restart in ten). Faust then takes the jump for a gap in the log, as a
+most restarts that find a backlog: messages in flight when flow control switches at the
+end of recovery are dropped). Faust then takes the jump for a gap in the log, as a
 compacted topic has, and commits past it: the skipped transactions are lost for good.
 
 Our input topics have no gaps of their own (no compaction, no transaction markers),
@@ -14,19 +15,17 @@ parts:
 - :func:`refuse_offset_gaps` stops Faust from treating a jump as committable, so the
   committed offset stays before the first skipped record;
 - :class:`OffsetJumpWatch` notices the jump before the agent handles the record after
-  it, and the worker restarts itself (:func:`restart_worker`) without committing:
-  it reads on from its committed offsets, skipped records included, in order. The
-  records it handled twice are recognised downstream (source positions and tx_ids
+  it, holds that record back unacknowledged and seeks the consumer back to the first
+  skipped offset, so the stretch is read again and everything after it follows in
+  order. Records handled twice are recognised downstream (source positions and tx_ids
   in the customer state, detection ids in the case store).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import sys
-from collections.abc import Callable
-from typing import Any, NoReturn
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from faust.transport.consumer import Consumer
 from faust.types import EventT
@@ -47,32 +46,52 @@ def refuse_offset_gaps() -> None:
 
 
 class OffsetJumpWatch:
-    """Follows each partition's offsets in one agent; ``admit`` is False after a jump."""
+    """Follows each partition's offsets in one agent and rewinds the consumer after a jump.
 
-    def __init__(self, jumps: Counter, on_jump: Callable[[str], None]) -> None:
+    A record that arrives after a skipped stretch is held back: it is marked acknowledged
+    so that neither this agent nor Faust registers its offset (the commit cannot pass
+    the stretch), the consumer is sought back to the first skipped offset, and records
+    are refused until that one arrives again; from there on everything comes in order.
+    """
+
+    def __init__(self, jumps: Counter, seek: Callable[[Any, int], Awaitable[None]]) -> None:
         self.jumps = jumps
-        self.on_jump = on_jump
+        self.seek = seek
         self.next_offset: dict[Any, int] = {}
+        self.rewinding: dict[Any, int] = {}
 
-    def admit(self, event: EventT) -> bool:
-        """Whether the agent may handle ``event``: False when offsets before it were skipped."""
+    async def admit(self, event: EventT) -> bool:
+        """Whether the agent may handle ``event`` now (False: it comes again, in order)."""
         message = event.message
-        expected = self.next_offset.get(message.tp)
-        if expected is not None and message.offset > expected:
-            self.jumps.labels(topic=message.topic).inc()
-            self.on_jump(
-                f"the consumer skipped offsets {expected}-{message.offset - 1} of "
-                f"{message.topic}[{message.partition}]"
-            )
-            return False
-        # A lower offset is a rewind (a seek to the committed offset after a rebalance):
-        # follow it, the records come again in order.
-        self.next_offset[message.tp] = message.offset + 1
+        tp, offset = message.tp, message.offset
+        awaited = self.rewinding.get(tp)
+        if awaited is not None:
+            if offset > awaited:
+                _hold(message)
+                return False
+            del self.rewinding[tp]
+        else:
+            expected = self.next_offset.get(tp)
+            if expected is not None and offset > expected:
+                self.jumps.labels(topic=message.topic).inc()
+                log.warning(
+                    "the consumer skipped offsets %d-%d of %s[%d]; reading them again",
+                    expected,
+                    offset - 1,
+                    message.topic,
+                    message.partition,
+                )
+                _hold(message)
+                self.rewinding[tp] = expected
+                await self.seek(tp, expected)
+                return False
+        # A lower offset than expected is a rewind (a seek to the committed offset after
+        # a rebalance): follow it, the records come again in order.
+        self.next_offset[tp] = offset + 1
         return True
 
 
-def restart_worker(reason: str) -> NoReturn:
-    """Replace this process with a fresh worker at once, without committing anything."""
-    log.error("%s; restarting the worker to read them from the committed offsets", reason)
-    logging.shutdown()
-    os.execv(sys.executable, sys.orig_argv)
+def _hold(message: Any) -> None:
+    # Faust acknowledges a message only once; marking it done here makes the agent's own
+    # acknowledgement a no-op, so its offset never counts towards a commit.
+    message.acked = True
