@@ -24,6 +24,7 @@ parts:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -32,6 +33,7 @@ from faust.types import EventT
 from prometheus_client import Counter
 
 log = logging.getLogger(__name__)
+RESEEK_SECONDS = 2.0
 
 
 def refuse_offset_gaps() -> None:
@@ -59,6 +61,7 @@ class OffsetJumpWatch:
         self.seek = seek
         self.next_offset: dict[Any, int] = {}
         self.rewinding: dict[Any, int] = {}
+        self.sought_at: dict[Any, float] = {}
 
     async def admit(self, event: EventT) -> bool:
         """Whether the agent may handle ``event`` now (False: it comes again, in order)."""
@@ -68,6 +71,12 @@ class OffsetJumpWatch:
         if awaited is not None:
             if offset > awaited:
                 _hold(message)
+                # Records fetched before the seek can still be draining and move Faust's
+                # read position past the stretch again, which makes it drop the re-read
+                # records: seek once more after they are through.
+                if time.monotonic() - self.sought_at[tp] > RESEEK_SECONDS:
+                    self.sought_at[tp] = time.monotonic()
+                    await self.seek(tp, awaited)
                 return False
             del self.rewinding[tp]
         else:
@@ -83,6 +92,7 @@ class OffsetJumpWatch:
                 )
                 _hold(message)
                 self.rewinding[tp] = expected
+                self.sought_at[tp] = time.monotonic()
                 await self.seek(tp, expected)
                 return False
         # A lower offset than expected is a rewind (a seek to the committed offset after

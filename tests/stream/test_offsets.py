@@ -99,3 +99,11 @@ def test_faust_no_longer_treats_a_jump_as_committable() -> None:
 
     asyncio.run(Consumer._add_gap(ConsumerState(), FakeTp("in", 2), 436, 443))  # type: ignore[arg-type]
     assert not any(gaps.values()), "no stretch is recorded as acknowledged"
+
+
+def test_the_seek_is_repeated_while_stale_records_keep_arriving(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("stream.offsets.RESEEK_SECONDS", 0.0)
+    watched = Watched()
+    watched.deliver((1, 10), (1, 12), (1, 13), (1, 11))
+    assert watched.seeks == [(1, 11), (1, 11)], "sought again when a stale record came"
+    assert watched.handled == [(1, 10), (1, 11)]
