@@ -53,7 +53,12 @@ from stream.customer_table import ConfirmedChangelogTable, CustomerRecord, Custo
 from stream.customers import CustomerDirectory
 from stream.dead_letter import NO_REFERENCE_DATA_REASON, UNEXPECTED_REASON, dead_letter_headers
 from stream.metrics import StreamMetrics
-from stream.offsets import OffsetJumpWatch, refuse_offset_gaps
+from stream.offsets import (
+    RESEEK_SECONDS,
+    OffsetJumpWatch,
+    refuse_offset_gaps,
+    seek_again_where_stalled,
+)
 from stream.scoring import BehaviourTracker, LiveModel, ScoringBatch
 
 log = logging.getLogger(__name__)
@@ -385,6 +390,14 @@ async def _emit(built: AmlwatchApp, detections: tuple[Detection, ...], *, counte
 
 def _register_timers(built: AmlwatchApp) -> None:
     app = built.faust_app
+
+    @app.timer(interval=RESEEK_SECONDS)
+    async def reread_skipped_offsets() -> None:
+        # An exception escaping a Faust timer stops the worker: contain it.
+        try:
+            await seek_again_where_stalled()
+        except Exception:
+            log.exception("seeking back to skipped offsets failed; trying again")
 
     @app.timer(interval=CUSTOMERS_REFRESH_SECONDS)
     async def refresh_customers() -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,6 +35,14 @@ from prometheus_client import Counter
 
 log = logging.getLogger(__name__)
 RESEEK_SECONDS = 2.0
+# Every live watch, for the timer that repeats seeks nothing else would trigger.
+WATCHES: weakref.WeakSet[OffsetJumpWatch] = weakref.WeakSet()
+
+
+async def seek_again_where_stalled() -> None:
+    """Repeat the seek of every watch whose skipped stretch has not come back."""
+    for watch in list(WATCHES):
+        await watch.seek_again_if_stalled()
 
 
 def refuse_offset_gaps() -> None:
@@ -57,6 +66,7 @@ class OffsetJumpWatch:
     """
 
     def __init__(self, jumps: Counter, seek: Callable[[Any, int], Awaitable[None]]) -> None:
+        WATCHES.add(self)
         self.jumps = jumps
         self.seek = seek
         self.next_offset: dict[Any, int] = {}
@@ -74,9 +84,7 @@ class OffsetJumpWatch:
                 # Records fetched before the seek can still be draining and move Faust's
                 # read position past the stretch again, which makes it drop the re-read
                 # records: seek once more after they are through.
-                if time.monotonic() - self.sought_at[tp] > RESEEK_SECONDS:
-                    self.sought_at[tp] = time.monotonic()
-                    await self.seek(tp, awaited)
+                await self.seek_again_if_stalled()
                 return False
             del self.rewinding[tp]
         else:
@@ -99,6 +107,18 @@ class OffsetJumpWatch:
         # a rebalance): follow it, the records come again in order.
         self.next_offset[tp] = offset + 1
         return True
+
+    async def seek_again_if_stalled(self) -> None:
+        """Seek again where a skipped stretch has not come back within RESEEK_SECONDS.
+
+        Called by a timer too: when the stale records ran to the end of the partition,
+        no further record arrives to trigger the repeat from :meth:`admit`.
+        """
+        now = time.monotonic()
+        for tp, awaited in list(self.rewinding.items()):
+            if now - self.sought_at[tp] > RESEEK_SECONDS:
+                self.sought_at[tp] = now
+                await self.seek(tp, awaited)
 
 
 def _hold(message: Any) -> None:

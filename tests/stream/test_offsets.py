@@ -10,7 +10,7 @@ from faust.transport.consumer import Consumer
 from intervaltree import IntervalTree
 from prometheus_client import CollectorRegistry, Counter
 
-from stream.offsets import OffsetJumpWatch, refuse_offset_gaps
+from stream.offsets import OffsetJumpWatch, refuse_offset_gaps, seek_again_where_stalled
 
 
 @dataclass(frozen=True)
@@ -107,3 +107,14 @@ def test_the_seek_is_repeated_while_stale_records_keep_arriving(monkeypatch) -> 
     watched.deliver((1, 10), (1, 12), (1, 13), (1, 11))
     assert watched.seeks == [(1, 11), (1, 11)], "sought again when a stale record came"
     assert watched.handled == [(1, 10), (1, 11)]
+
+
+def test_a_timer_repeats_the_seek_when_nothing_else_arrives(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("stream.offsets.RESEEK_SECONDS", 0.0)
+    watched = Watched()
+    watched.deliver((1, 10), (1, 12))  # the stale records ran to the end of the partition
+    asyncio.run(seek_again_where_stalled())
+    assert watched.seeks == [(1, 11), (1, 11)]
+    watched.deliver((1, 11))
+    asyncio.run(seek_again_where_stalled())
+    assert watched.seeks == [(1, 11), (1, 11)], "no more seeks once the stretch is back"
