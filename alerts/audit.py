@@ -105,7 +105,7 @@ def record_event(
     session.add(row)
     head.seq, head.hash = row.seq, row.hash
     session.flush()
-    return _event(row)
+    return audit_event(row)
 
 
 def event_hash(row: AuditEventRow) -> str:
@@ -165,7 +165,7 @@ def export_audit(session: Session, *, start: datetime, end: datetime, out: TextI
     )
     written = 0
     for row in rows:
-        out.write(json.dumps(_event(row).to_dict(), ensure_ascii=False, sort_keys=True) + "\n")
+        out.write(json.dumps(audit_event(row).to_dict(), ensure_ascii=False, sort_keys=True) + "\n")
         written += 1
     return written
 
@@ -200,7 +200,8 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"audit snapshots hold JSON values, not {type(value).__name__}")
 
 
-def _event(row: AuditEventRow) -> AuditEvent:
+def audit_event(row: AuditEventRow) -> AuditEvent:
+    """The record of a stored audit event (rows stay inside ``alerts``)."""
     return AuditEvent(
         seq=row.seq,
         at=row.at,
@@ -223,6 +224,7 @@ __all__ = [
     "GENESIS_HASH",
     "AuditEvent",
     "ChainVerification",
+    "audit_event",
     "event_hash",
     "export_audit",
     "lock_chain",

@@ -10,6 +10,8 @@ write lock up front instead of failing when a read transaction tries to upgrade.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -330,6 +332,18 @@ def make_engine(url: str | URL) -> Engine:
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions on ``engine``; objects stay readable after commit."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """A session whose transaction commits when the block ends, or rolls back on error."""
+    with sessions() as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
 
 
 def migrate(url: str | URL) -> None:

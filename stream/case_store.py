@@ -10,8 +10,7 @@ agree on which database, which holiday calendar and which deadlines they use::
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
 from zoneinfo import ZoneInfo
@@ -20,7 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from alerts.database import default_url, make_engine, migrate, session_factory
+from alerts.database import default_url, make_engine, migrate, session_factory, session_scope
 from alerts.deadlines import DEFAULT_DEADLINES, DeadlinePolicy, SeverityDeadlines
 from core.calendar import WorkingCalendar
 from core.settings import Settings
@@ -107,16 +106,9 @@ class CaseStore:
             prepare_database(resolved)
         return cls(url=resolved, engine=make_engine(resolved), calendar=calendar, policy=policy)
 
-    @contextmanager
-    def session_scope(self) -> Iterator[Session]:
+    def session_scope(self) -> AbstractContextManager[Session]:
         """A session whose transaction commits when the block ends, or rolls back on error."""
-        with self.session_factory() as session:
-            try:
-                yield session
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
+        return session_scope(self.session_factory)
 
     def close(self) -> None:
         """Release the engine's connections."""

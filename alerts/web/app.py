@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +24,7 @@ from sqlalchemy.exc import DataError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerts.actors import Actor
+from alerts.database import session_scope
 from alerts.deadlines import DeadlinePolicy
 from alerts.reports import ReportConfig, ReportGauges, load_report_config
 from alerts.users import API_KIND, SESSION_KIND, actor_for_token, token_digest
@@ -75,16 +76,9 @@ class WebContext:
     def now(self) -> datetime:
         return self.config.clock()
 
-    @contextmanager
-    def transaction(self) -> Iterator[Session]:
+    def transaction(self) -> AbstractContextManager[Session]:
         """A session that commits when the block ends and rolls back on error."""
-        with self.sessions() as session:
-            try:
-                yield session
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
+        return session_scope(self.sessions)
 
     @contextmanager
     def committing_anyway(self) -> Iterator[Session]:

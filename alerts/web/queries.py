@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from alerts.actors import Actor
-from alerts.audit import AuditEvent
+from alerts.audit import AuditEvent, audit_event
 from alerts.cases import CaseSummary, get_case, summarize_case
 from alerts.database import AlertRow, AuditEventRow, CaseRow, NoteRow
 from alerts.deadlines import DeadlinePolicy, str_due, work_deadline
@@ -232,7 +232,7 @@ def case_audit(session: Session, *, case_id: int) -> list[AuditEvent]:
         .where(AuditEventRow.target == case_ref(case_id))
         .order_by(AuditEventRow.seq)
     )
-    return [_event(row) for row in rows]
+    return [audit_event(row) for row in rows]
 
 
 def audit_page(session: Session, *, offset: int, limit: int) -> tuple[int, list[AuditEvent]]:
@@ -241,7 +241,7 @@ def audit_page(session: Session, *, offset: int, limit: int) -> tuple[int, list[
     rows = session.scalars(
         select(AuditEventRow).order_by(AuditEventRow.seq.desc()).offset(offset).limit(limit)
     )
-    return total, [_event(row) for row in rows]
+    return total, [audit_event(row) for row in rows]
 
 
 def status_counts(items: list[CaseItem]) -> dict[str, int]:
@@ -259,21 +259,6 @@ def overdue_by_manager(items: list[CaseItem]) -> list[tuple[str, int]]:
     """Overdue open cases per assignee (``compliance`` for the queue), most first."""
     counts = Counter(item.case.assignee_id or "compliance" for item in items if item.overdue)
     return sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))
-
-
-def _event(row: AuditEventRow) -> AuditEvent:
-    return AuditEvent(
-        seq=row.seq,
-        at=row.at,
-        actor=row.actor,
-        role=row.role,
-        action=row.action,
-        target=row.target,
-        before=row.before,
-        after=row.after,
-        prev_hash=row.prev_hash,
-        hash=row.hash,
-    )
 
 
 __all__ = [
