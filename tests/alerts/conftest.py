@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -27,18 +28,22 @@ ADMIN = Actor("ops1", Role.ADMIN)
 T0 = datetime(2024, 3, 4, 1, 0, tzinfo=UTC)  # Monday 09:00 in Shanghai
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[URL]:
-    """A migrated, empty case store; PostgreSQL only when AMLWATCH_TEST_POSTGRES_URL is set."""
-    if request.param == "sqlite":
-        url = make_url(f"sqlite:///{tmp_path / 'cases.sqlite3'}")
+@contextmanager
+def migrated_store(kind: str, directory: Path, schema_prefix: str) -> Iterator[URL]:
+    """A migrated, empty case store of ``kind`` (sqlite or postgresql), removed afterwards.
+
+    PostgreSQL runs in a schema of its own, since other test runs share the database; it
+    is skipped unless AMLWATCH_TEST_POSTGRES_URL is set.
+    """
+    if kind == "sqlite":
+        url = make_url(f"sqlite:///{directory / 'cases.sqlite3'}")
         migrate(url)
         yield url
         return
     base = os.environ.get(POSTGRES_ENV)
     if not base:
         pytest.skip(f"PostgreSQL cases need {POSTGRES_ENV} (a SQLAlchemy URL)")
-    schema = f"alerts_test_{uuid.uuid4().hex[:12]}"
+    schema = f"{schema_prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(base)
     try:
         with admin.begin() as connection:
@@ -50,6 +55,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[URL
         with admin.begin() as connection:
             connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[URL]:
+    """A migrated, empty case store; PostgreSQL only when AMLWATCH_TEST_POSTGRES_URL is set."""
+    with migrated_store(request.param, tmp_path, "alerts_test") as url:
+        yield url
 
 
 @pytest.fixture

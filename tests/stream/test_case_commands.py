@@ -6,11 +6,9 @@ import csv
 import hashlib
 import json
 import random
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import pytest
 import typer
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, func, select, text
@@ -35,7 +33,6 @@ from alerts.database import (
     ManagerRow,
     alembic_config,
     make_engine,
-    session_factory,
 )
 from alerts.deadlines import DeadlinePolicy, escalate_overdue
 from core.customer import Customer
@@ -44,7 +41,11 @@ from rules.reference_data import load_calendar
 from stream.case_commands import audit_cli, db_cli, import_cli, managers_cli
 from stream.simulator import generate_reference, write_customers_csv, write_managers_csv
 from tests.alerts.conftest import T0, customer, detection, load_reference, manager
-from tests.alerts.conftest import database_url as database_url  # fixture: SQLite, PostgreSQL
+
+# Fixtures: the case store on SQLite and PostgreSQL, an engine and a session on it.
+from tests.alerts.conftest import database_url as database_url
+from tests.alerts.conftest import engine as engine
+from tests.alerts.conftest import session as session
 
 app = typer.Typer()
 app.add_typer(import_cli, name="import")
@@ -53,19 +54,6 @@ app.add_typer(audit_cli, name="audit")
 app.add_typer(db_cli, name="db")
 runner = CliRunner(env={"COLUMNS": "200"})
 CALENDAR = load_calendar()
-
-
-@pytest.fixture
-def engine(database_url: URL) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def session(engine: Engine) -> Iterator[Session]:
-    with session_factory(engine)() as session:
-        yield session
 
 
 def amlwatch(url: URL, *arguments: str, data_dir: Path | None = None) -> Result:

@@ -4,7 +4,6 @@ when AMLWATCH_TEST_POSTGRES_URL is set), with one user per role and a factory of
 from __future__ import annotations
 
 import itertools
-import os
 import threading
 import time
 import uuid
@@ -17,13 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerts.actors import SYSTEM_ACTOR, Actor, Role
 from alerts.cases import ingest_detection
-from alerts.database import make_engine, migrate, session_factory
+from alerts.database import make_engine, session_factory
 from alerts.deadlines import DeadlinePolicy
 from alerts.imports import import_customers, import_managers
 from alerts.transactions import StoredTransaction, store_transactions
@@ -35,7 +33,7 @@ from core.detection import Outcome, Severity
 from core.manager import MANAGER_COLUMNS
 from core.transaction import Channel, Direction, Transaction
 from stream.broker import free_loopback_port
-from tests.alerts.conftest import POSTGRES_ENV, customer, detection, manager, write_csv
+from tests.alerts.conftest import customer, detection, manager, migrated_store, write_csv
 
 PASSWORD = "correct horse battery staple"
 ADMIN = Actor("A1", Role.ADMIN)
@@ -157,26 +155,8 @@ def web_database(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[URL]:
     """A migrated case store for the module; PostgreSQL in its own schema when configured."""
-    if request.param == "sqlite":
-        url = make_url(f"sqlite:///{tmp_path_factory.mktemp('web') / 'cases.sqlite3'}")
-        migrate(url)
+    with migrated_store(request.param, tmp_path_factory.mktemp("web"), "web_test") as url:
         yield url
-        return
-    base = os.environ.get(POSTGRES_ENV)
-    if not base:
-        pytest.skip(f"PostgreSQL cases need {POSTGRES_ENV} (a SQLAlchemy URL)")
-    schema = f"web_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
-    try:
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-        migrate(url)
-        yield url
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def seed_world(sessions: sessionmaker[Session], directory: Path) -> None:
