@@ -28,10 +28,8 @@ import contextlib
 import itertools
 import math
 import os
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -61,10 +59,11 @@ from stream_bench import (
     BenchError,
     Counts,
     log_tail,
+    machine_busy_seconds,
     machine_facts,
     pipeline_counter,
+    run_main,
     running_process,
-    write_result,
 )
 
 import core
@@ -430,12 +429,6 @@ def cpu_seconds(process: psutil.Process | None) -> float:
         times = process.cpu_times()
         return float(times.user + times.system)
     return 0.0
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds every process on the machine has used (all cores), since boot."""
-    times = psutil.cpu_times()
-    return float(times.user + times.nice + times.system + getattr(times, "irq", 0.0))
 
 
 def worker_ready(web_port: int) -> bool:
@@ -951,10 +944,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the bench; 0 on success, 1 when it could not measure, 130 when interrupted."""
     args = parse_args(argv)
@@ -962,27 +951,7 @@ def main(argv: list[str] | None = None) -> int:
     # reference data: both see only what the bench sets, none of the caller's AMLWATCH_*.
     for name in [name for name in os.environ if name.startswith("AMLWATCH_")]:
         del os.environ[name]
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    with contextlib.ExitStack() as stack:
-        if args.log_dir is not None:
-            args.log_dir.mkdir(parents=True, exist_ok=True)
-            log_dir = args.log_dir
-        else:
-            log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-logs-")))
-        work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-cases-")))
-        try:
-            document = run_bench(args, log_dir, work_dir)
-        except BenchError as exc:
-            console.print(f"[red]bench failed:[/red] {exc}")
-            return 1
-        except KeyboardInterrupt:
-            console.print("[yellow]interrupted; worker and broker stopped[/yellow]")
-            return 130
-    write_result(document, args.out)
-    print_summary(document)
-    console.print(f"wrote {args.out}")
-    return 0
+    return run_main(args, run_bench, print_summary, work_prefix="bench-cases-")
 
 
 if __name__ == "__main__":

@@ -343,7 +343,8 @@ def _cpu_seconds(process: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
-def _machine_busy_seconds() -> float:
+def machine_busy_seconds() -> float:
+    """CPU seconds every process on the machine has used (all cores), since boot."""
     # Not sum(times): guest time is already in user, and steal is the hypervisor's.
     times = psutil.cpu_times()
     busy = times.user + times.nice + times.system
@@ -427,7 +428,7 @@ def measure(
             at=time.monotonic(),
             cpu=_cpu_seconds(worker),
             broker_cpu=_cpu_seconds(broker_process),
-            machine_busy=_machine_busy_seconds(),
+            machine_busy=machine_busy_seconds(),
             counts=counts,
         )
 
@@ -734,9 +735,15 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the bench; 0 on success, 1 when it could not measure, 130 when interrupted."""
-    args = parse_args(argv)
+def run_main(
+    args: argparse.Namespace,
+    run: Callable[[argparse.Namespace, Path, Path], dict[str, Any]],
+    summary: Callable[[dict[str, Any]], None],
+    *,
+    work_prefix: str,
+) -> int:
+    """Run a bench and write its result; 0 on success, 1 when it could not measure, 130
+    when interrupted. Shared by the benches that start a broker and workers."""
     # SIGTERM takes the Ctrl-C path, so the same finally blocks stop workers and broker;
     # SIGINT is set explicitly because a shell starts background jobs with it ignored.
     signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -747,9 +754,9 @@ def main(argv: list[str] | None = None) -> int:
             log_dir = args.log_dir
         else:
             log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-logs-")))
-        work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-work-")))
+        work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=work_prefix)))
         try:
-            document = run_bench(args, log_dir, work_dir)
+            document = run(args, log_dir, work_dir)
         except BenchError as exc:
             console.print(f"[red]bench failed:[/red] {exc}")
             return 1
@@ -757,9 +764,14 @@ def main(argv: list[str] | None = None) -> int:
             console.print("[yellow]interrupted; workers and broker stopped[/yellow]")
             return 130
     write_result(document, args.out)
-    print_summary(document)
+    summary(document)
     console.print(f"wrote {args.out}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the stream bench (see :func:`run_main` for the exit status)."""
+    return run_main(parse_args(argv), run_bench, print_summary, work_prefix="bench-work-")
 
 
 if __name__ == "__main__":
