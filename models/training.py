@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, tzinfo
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from models.features import (
     CountryRiskFunction,
     build_feature_matrix,
 )
+from models.registry import ModelArtefact, save
 
 LABEL_COLUMN = "sim_typology"
 SCENARIO_COLUMN = "sim_scenario_id"
@@ -40,6 +42,18 @@ class TrainingResult:
     period: tuple[date, date]
     rows: int
     metrics: dict[str, Any] | None = field(default=None)
+
+
+def save_result(result: TrainingResult, directory: Path) -> ModelArtefact:
+    """Save a training result as a new version in the registry at ``directory``."""
+    return save(
+        result.detector,
+        directory=directory,
+        feature_names=FEATURE_NAMES,
+        training_data_hash=result.data_hash,
+        training_period=result.period,
+        metrics=result.metrics,
+    )
 
 
 def data_hash(transactions: pd.DataFrame) -> str:

@@ -100,9 +100,9 @@ def bootstrap_model(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from core.transaction import transaction_from_mapping
-    from models.features import FEATURE_NAMES, country_risk_from_lists
-    from models.registry import activate, list_versions, save
-    from models.training import train_detector
+    from models.features import country_risk_from_lists
+    from models.registry import activate, list_versions
+    from models.training import save_result, train_detector
     from stream.detection_engine import build_rule_engine
     from stream.simulator import derive_rng, generate_reference, iter_transactions
 
@@ -144,14 +144,7 @@ def bootstrap_model(
             country_risk_from_lists(grey=lists.grey, black=lists.black),
             tz,
         )
-        artefact = save(
-            result.detector,
-            directory=registry,
-            feature_names=FEATURE_NAMES,
-            training_data_hash=result.data_hash,
-            training_period=result.period,
-            metrics=result.metrics,
-        )
+        artefact = save_result(result, registry)
         activate(registry, artefact.version)
     typer.echo(
         f"model     no model in {registry}: trained {artefact.version} on {len(rows):,} "

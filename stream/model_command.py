@@ -16,9 +16,14 @@ from rich.table import Table
 from core.customer import read_customers_csv
 from core.errors import AmlwatchError
 from core.transaction import CsvRowError, read_transactions_csv
-from models.features import FEATURE_NAMES, country_risk_from_lists
-from models.registry import activate, library_versions, list_versions, read_metadata, save
-from models.training import DEFAULT_TARGET_ALERT_RATE, DEFAULT_WARMUP_DAYS, train_detector
+from models.features import country_risk_from_lists
+from models.registry import activate, library_versions, list_versions, read_metadata
+from models.training import (
+    DEFAULT_TARGET_ALERT_RATE,
+    DEFAULT_WARMUP_DAYS,
+    save_result,
+    train_detector,
+)
 from stream.cli_settings import load_settings
 from stream.detection_engine import build_rule_engine
 
@@ -179,14 +184,7 @@ def train_model(
         except ValueError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
-    artefact = save(
-        result.detector,
-        directory=directory,
-        feature_names=FEATURE_NAMES,
-        training_data_hash=result.data_hash,
-        training_period=result.period,
-        metrics=result.metrics,
-    )
+    artefact = save_result(result, directory)
     typer.echo(
         f"model {artefact.version}: {result.rows:,} transactions from {result.period[0]} to "
         f"{result.period[1]} ({len(errors)} invalid rows skipped), threshold "

@@ -16,9 +16,9 @@ from core.customer import Customer
 from core.detection import Detection
 from core.settings import Settings
 from core.transaction import Transaction, transaction_from_mapping
-from models.features import FEATURE_NAMES, country_risk_from_lists
-from models.registry import activate, save
-from models.training import train_detector
+from models.features import country_risk_from_lists
+from models.registry import activate
+from models.training import save_result, train_detector
 from rules.backtest import in_event_order
 from stream.detection_engine import build_rule_engine
 from stream.simulator import (
@@ -59,14 +59,7 @@ def train_and_activate(
         target_alert_rate=target_alert_rate,
         random_state=random_state,
     )
-    artefact = save(
-        result.detector,
-        directory=registry,
-        feature_names=FEATURE_NAMES,
-        training_data_hash=result.data_hash,
-        training_period=result.period,
-        metrics=result.metrics,
-    )
+    artefact = save_result(result, registry)
     activate(registry, artefact.version)
     return artefact.version
 
