@@ -115,11 +115,21 @@ class Scored:
     alert: npt.NDArray[np.bool_]
 
 
-def score_batch(detector: AnomalyDetector, features: pd.DataFrame) -> Scored:
-    """Score a whole batch in one forest call (each call has a large fixed cost)."""
+def score_batch(
+    detector: AnomalyDetector, features: pd.DataFrame | npt.NDArray[np.float64]
+) -> Scored:
+    """Score a whole batch at once: each call has a fixed cost, each row a small one.
+
+    A DataFrame has its column names checked against the model's; a float64 array is
+    taken as rows in FEATURE_NAMES order without that check (the worker's hot path: the
+    registry checked the model's feature names when it loaded it).
+    """
     if len(features) == 0:
         return Scored(np.zeros(0), np.zeros(0, dtype=bool))
-    risk = np.asarray(detector.risk_score(features), dtype=np.float64)
+    if isinstance(features, pd.DataFrame):
+        risk = detector.risk_score(features)
+    else:
+        risk = detector.risk_score_rows(features)
     return Scored(risk=risk, alert=risk > detector.threshold_)
 
 

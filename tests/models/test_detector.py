@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pickle
 import re
+from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -218,17 +220,120 @@ def test_non_finite_values_are_refused(fitted: AnomalyDetector) -> None:
         fitted.risk_score(frame(rows))
 
 
-def test_one_forest_call_per_batch(
+def boundary_rows(detector: AnomalyDetector, rows: int, seed: int) -> np.ndarray:
+    """Rows whose values sit on and next to the forest's split thresholds."""
+    rng = np.random.default_rng(seed)
+    probe = rng.normal(size=(rows, detector.n_features_in_)) * 2
+    forest = detector.forest_
+    for row in range(rows):
+        tree_index = rng.integers(len(forest.estimators_))
+        tree = forest.estimators_[tree_index].tree_
+        splits = np.flatnonzero(tree.feature >= 0)
+        if len(splits) == 0:
+            continue
+        node = rng.choice(splits)
+        column = forest.estimators_features_[tree_index][tree.feature[node]]
+        if forest._max_features == detector.n_features_in_:
+            column = tree.feature[node]
+        threshold = tree.threshold[node]
+        as_float32 = np.float32(threshold)
+        # The threshold itself, its float32 rounding and the float32 neighbours of both.
+        probe[row, column] = rng.choice(
+            [
+                threshold,
+                float(as_float32),
+                float(np.nextafter(as_float32, np.float32(np.inf))),
+                float(np.nextafter(as_float32, np.float32(-np.inf))),
+            ]
+        )
+    return probe
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize(
+    ("max_features", "max_samples"), [(1.0, "auto"), (0.5, "auto"), (2, 64), (1.0, 1.0)]
+)
+def test_compiled_scores_equal_the_forests_own(
+    seed: int, max_features: float, max_samples: int | float | str
+) -> None:
+    rng = np.random.default_rng(seed)
+    # Rounded features give the trees many tied values, as counts and flags do.
+    training = np.round(rng.normal(size=(600, 5)), 1)
+    detector = AnomalyDetector(
+        n_estimators=60, max_features=max_features, max_samples=max_samples, random_state=seed
+    ).fit(training)
+    probe = np.vstack(
+        [
+            training[:100],
+            rng.normal(size=(200, 5)) * 3,
+            boundary_rows(detector, 400, seed),
+            np.round(rng.normal(size=(100, 5)), 1),
+        ]
+    )
+    expected = detector.forest_.score_samples(probe)
+    np.testing.assert_allclose(detector.score_samples(probe), expected, rtol=1e-12)
+    # Batches of any size give the very same numbers as the whole probe at once.
+    singles = np.concatenate([detector.score_samples(probe[i : i + 1]) for i in range(50)])
+    np.testing.assert_array_equal(singles, detector.score_samples(probe[:50]))
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3])
+def test_compiled_scores_equal_the_forests_own_for_tiny_training_sets(rows: int) -> None:
+    training = normal_rows(rows, 30)
+    detector = AnomalyDetector(n_estimators=10, random_state=0).fit(training)
+    probe = normal_rows(20, 31)
+    expected = detector.forest_.score_samples(probe)
+    np.testing.assert_allclose(detector.score_samples(probe), expected, rtol=1e-12)
+
+
+def test_compiled_scores_survive_a_joblib_round_trip(
+    fitted: AnomalyDetector, tmp_path: Path
+) -> None:
+    assert "compiled_forest_" not in fitted.__getstate__(), "rebuilt on load, not pickled"
+    joblib.dump(fitted, tmp_path / "model.joblib")
+    loaded = joblib.load(tmp_path / "model.joblib")
+    probe = frame(boundary_rows(fitted, 500, 32))
+    expected = fitted.forest_.score_samples(probe.to_numpy())
+    np.testing.assert_allclose(loaded.score_samples(probe), expected, rtol=1e-12)
+    np.testing.assert_array_equal(loaded.risk_score(probe), fitted.risk_score(probe))
+
+
+def test_scoring_runs_on_the_compiled_forest_only(
     fitted: AnomalyDetector, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     detector = pickle.loads(pickle.dumps(fitted))
-    calls: list[int] = []
-    score = detector.forest_.score_samples
 
-    def counting(rows: np.ndarray) -> np.ndarray:
-        calls.append(len(rows))
-        return score(rows)
+    def refuse(rows: np.ndarray) -> np.ndarray:
+        raise AssertionError("the forest's per-tree Python loop was called")
 
-    monkeypatch.setattr(detector.forest_, "score_samples", counting)
-    detector.predict(frame(normal_rows(5000, 16)))
-    assert calls == [5000]
+    monkeypatch.setattr(detector.forest_, "score_samples", refuse)
+    rows = frame(normal_rows(50, 16))
+    np.testing.assert_array_equal(detector.predict(rows), fitted.predict(rows))
+    np.testing.assert_array_equal(
+        detector.risk_score_rows(rows.to_numpy()), fitted.risk_score(rows)
+    )
+
+
+def test_risk_score_rows_checks_shape_and_finiteness_only(fitted: AnomalyDetector) -> None:
+    rows = normal_rows(30, 17)
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        expected = fitted.risk_score(rows)
+    np.testing.assert_array_equal(fitted.risk_score_rows(rows), expected)
+    with pytest.raises(ValueError, match=r"expected rows of 4 features, got shape \(30, 3\)"):
+        fitted.risk_score_rows(rows[:, :3])
+    rows[5, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        fitted.risk_score_rows(rows)
+    with pytest.raises(NotFittedError):
+        clone(fitted).risk_score_rows(rows)
+
+
+def test_risk_score_rows_floors_one_sided_features_without_changing_the_rows() -> None:
+    training = frame(normal_rows(1000, 18))
+    detector = AnomalyDetector(n_estimators=50, random_state=0, one_sided=("amount_z",))
+    detector.fit(training)
+    rows = normal_rows(20, 19)
+    rows[:, 0] = -5.0
+    given = rows.copy()
+    np.testing.assert_array_equal(detector.risk_score_rows(rows), detector.risk_score(frame(rows)))
+    np.testing.assert_array_equal(rows, given)

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
+import pytest
 
 from core.transaction import transaction_from_mapping
 from models.detector import AnomalyDetector
@@ -66,6 +67,13 @@ def test_batch_scoring_flags_what_the_detector_would() -> None:
     assert scored.alert[0]
     assert np.array_equal(scored.alert, detector.predict(batch).astype(bool))
     assert ((scored.risk >= 0) & (scored.risk <= 1)).all()
+    # The worker's plain array in FEATURE_NAMES order scores the same, names unchecked.
+    from_array = score_batch(detector, batch.to_numpy())
+    np.testing.assert_array_equal(from_array.risk, scored.risk)
+    np.testing.assert_array_equal(from_array.alert, scored.alert)
+    reordered = batch[list(reversed(FEATURE_NAMES))]
+    with pytest.raises(ValueError, match="same order"):
+        score_batch(detector, reordered)
 
 
 def test_anomaly_alert_records_the_model_version_and_is_stable() -> None:
