@@ -22,8 +22,22 @@ from sqlalchemy.orm import Session
 from alerts.database import TransactionRow
 from core.transaction import Channel, Direction, Transaction
 
-# Under SQLite's default limit of bound parameters per statement (15 columns each).
-_ROWS_PER_INSERT = 500
+# Ids per IN list when reading: well under SQLite's limit of bound parameters.
+_IDS_PER_QUERY = 500
+_TABLE = TransactionRow.metadata.tables[TransactionRow.__tablename__]
+# One statement per dialect, built once and executed with a list of rows. Without
+# RETURNING, SQLAlchemy hands the rows to the driver's executemany: sqlite3 steps one
+# prepared statement per row, psycopg pipelines one prepared statement. A multi-row
+# ``.values(rows)`` statement was compiled afresh for every batch, and a batched
+# "insertmanyvalues" statement is too long for psycopg's query cache, which then parses
+# the whole text again for every batch. Both drivers sum the rows each execution changed,
+# so rowcount counts exactly the rows inserted (a conflict changes none); SQLAlchemy keeps
+# an INSERT's rowcount only when asked (``preserve_rowcount``).
+_INSERT_NEW = {
+    "sqlite": sqlite_insert(_TABLE).on_conflict_do_nothing(index_elements=["tx_id"]),
+    "postgresql": postgresql_insert(_TABLE).on_conflict_do_nothing(index_elements=["tx_id"]),
+}
+_KEEP_ROWCOUNT = {"preserve_rowcount": True}
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,28 +53,20 @@ def store_transactions(session: Session, transactions: Sequence[StoredTransactio
     """Insert the transactions not stored yet; how many were new."""
     if not transactions:
         return 0
-    dialect = session.get_bind().dialect.name
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    inserted = 0
-    for start in range(0, len(transactions), _ROWS_PER_INSERT):
-        rows = [_row(item) for item in transactions[start : start + _ROWS_PER_INSERT]]
-        statement = (
-            insert(TransactionRow)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["tx_id"])
-            # The rows actually inserted: rowcount is not reliable for multi-row inserts.
-            .returning(TransactionRow.tx_id)
-        )
-        inserted += len(session.execute(statement).all())
-    return inserted
+    statement = _INSERT_NEW[session.get_bind().dialect.name]
+    rows = [_row(item) for item in transactions]
+    # On the session's connection, not session.execute: the ORM's bulk insert path would
+    # translate every row's attribute keys again.
+    result = session.connection().execute(statement, rows, execution_options=_KEEP_ROWCOUNT)
+    return result.rowcount
 
 
 def transactions_by_id(session: Session, tx_ids: Iterable[str]) -> dict[str, StoredTransaction]:
     """The stored transactions among ``tx_ids``, by tx_id (missing ones are left out)."""
     wanted = sorted(set(tx_ids))
     found: dict[str, StoredTransaction] = {}
-    for start in range(0, len(wanted), _ROWS_PER_INSERT):
-        chunk = wanted[start : start + _ROWS_PER_INSERT]
+    for start in range(0, len(wanted), _IDS_PER_QUERY):
+        chunk = wanted[start : start + _IDS_PER_QUERY]
         rows = session.scalars(select(TransactionRow).where(TransactionRow.tx_id.in_(chunk)))
         found.update((row.tx_id, _record(row)) for row in rows)
     return found

@@ -67,3 +67,27 @@ def test_a_customers_transactions_in_a_period_oldest_first(session: Session) -> 
 
 def test_a_large_batch_crosses_the_statement_size_limit(session: Session) -> None:
     assert store_transactions(session, [stored(i) for i in range(1_234)]) == 1_234
+
+
+def test_a_batch_mixing_stored_and_new_counts_only_the_new(session: Session) -> None:
+    store_transactions(session, [stored(i) for i in range(0, 10, 2)])
+    session.commit()
+    redelivered_with_new = [stored(i) for i in range(10)] + [stored(1), stored(11)]
+
+    inserted = store_transactions(session, redelivered_with_new)
+    session.commit()
+
+    # tx-1 twice in the batch counts once; the five stored ones not at all.
+    assert inserted == 6
+    assert len(transactions_by_id(session, [f"tx-{i}" for i in range(12)])) == 11
+
+
+def test_a_redelivered_transaction_leaves_the_stored_row_untouched(session: Session) -> None:
+    original = stored(4, amount="100.00")
+    store_transactions(session, [original])
+    session.commit()
+
+    assert store_transactions(session, [stored(4, amount="999.00")]) == 0
+    session.commit()
+
+    assert transactions_by_id(session, ["tx-4"])["tx-4"] == original
