@@ -2,26 +2,35 @@
 
 Data path::
 
-    transactions (raw bytes, any key)
-      -> validate_transactions: decode + validate
-           invalid -> transactions-dlq (original bytes, reason in headers)
-           valid   -> <app_id>-transactions-by-customer (key customer_id, canonical JSON,
-                      record timestamp = event time)
+    transactions (raw bytes; keyed by customer_id, or any key)
       -> apply_rules, in micro-batches of up to BATCH_MAX_EVENTS (each waits at most
-         BATCH_WAIT_SECONDS): per transaction, the customer's record (table keyed by
-         customer_id: rules state + behaviour profile) and the rule pack; then the
-         batch's feature rows scored by the active anomaly model in one forest call
+         BATCH_WAIT_SECONDS): decode + validate
+           invalid -> transactions-dlq (original bytes, reason in headers)
+           keyed by customer_id and on that key's partition -> processed here
+           any other key or partition -> <app_id>-transactions-by-customer (key
+              customer_id, record time = event time) -> apply_rekeyed_rules, the same
+              batches and processing
+      processing: per transaction, the customer's record (table keyed by customer_id:
+      rules state + behaviour profile) and the rule pack; then the batch's feature rows
+      scored by the active anomaly model in one forest call
            report detections -> large-value-reports
            alert detections (rules and anomaly model) -> alerts
+           the batch's transactions -> the case store (when the worker has one)
 
-The re-keying step is what co-partitions every customer's transactions with their
-table entries, whatever key (or none) the upstream producer used. A batch's detections
-are all sent before any of its records is written: after a crash a transaction comes
-again, finds the record without it and fires the same detections (same ids) again, or
-finds it already applied and re-sends what it fired the first time, anomaly
-detections included (the record keeps them beside the rules'). Either way nothing is
-lost and downstream de-duplicates by detection id. A redelivered transaction is
-never scored again: its profile already holds it.
+A customer's transactions must meet the customer's table entry on one worker. A
+producer that keys by customer_id with Kafka's default partitioner (murmur2) puts them
+on the partition of that entry already, so they are processed where they arrive: no
+second hop, no second decode. Only the rest is re-keyed, which co-partitions every
+customer's transactions with their table entries whatever key (or none) the upstream
+producer used. The two paths never process at the same time (one lock), and each keeps
+its own source positions, since each is in order only within itself.
+
+A batch's detections are all sent before any of its records is written: after a crash
+a transaction comes again, finds the record without it and fires the same detections
+(same ids) again, or finds it already applied and re-sends what it fired the first
+time, anomaly detections included (the record keeps them beside the rules'). Either
+way nothing is lost and downstream de-duplicates by detection id. A redelivered
+transaction is never scored again: its profile already holds it.
 """
 
 from __future__ import annotations
@@ -31,11 +40,12 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import faust
+from aiokafka.partitioner import murmur2
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import EventT
 from faust.web import Request, Response, View
@@ -52,6 +62,7 @@ from rules.state import CustomerState
 from stream.customer_table import ConfirmedChangelogTable, CustomerRecord, CustomerTable
 from stream.customers import CustomerDirectory
 from stream.dead_letter import NO_REFERENCE_DATA_REASON, UNEXPECTED_REASON, dead_letter_headers
+from stream.end_offsets import read_end_offsets_from_fetches
 from stream.metrics import StreamMetrics
 from stream.offsets import (
     RESEEK_SECONDS,
@@ -78,6 +89,19 @@ BATCH_MAX_EVENTS = 100
 BATCH_WAIT_SECONDS = 0.1
 
 DeadLetter = Callable[[EventT, str, str, str | None], Awaitable[None]]
+# Where a decoded transaction sits in an ordered input: (stream name, offset).
+Position = tuple[str, int]
+# Awaited with every batch's valid transactions before the batch is acknowledged.
+TransactionSink = Callable[[Sequence[Transaction]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A decoded transaction, the event it came in and its place in that input."""
+
+    event: EventT
+    tx: Transaction
+    position: Position | None
 
 
 @dataclass(frozen=True)
@@ -97,6 +121,10 @@ class AmlwatchApp:
     customers: CustomerDirectory
     live_model: LiveModel
     behaviour: BehaviourTracker
+    # Both rules agents change the same table entries, and a batch awaits between its
+    # reads and its writes: one batch at a time.
+    batch_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    transaction_sinks: list[TransactionSink] = field(default_factory=list)
 
     def is_ready(self) -> bool:
         app = self.faust_app
@@ -115,9 +143,6 @@ def faust_broker_options(settings: Settings) -> dict[str, Any]:
             # Tansu makes the first group join wait half the session timeout.
             broker_session_timeout=DEV_SESSION_TIMEOUT_SECONDS,
             broker_heartbeat_interval=1.0,
-            # Tansu answers ListOffsets(latest) with the last *batch's* base offset + 1,
-            # so table recovery stops early unless every batch holds one record.
-            producer_max_batch_size=1,
         )
     return options
 
@@ -132,6 +157,8 @@ def build_app(
 ) -> AmlwatchApp:
     """Build the Faust app for ``settings``; ``broker_url`` overrides the configured one."""
     refuse_offset_gaps()
+    if settings.use_dev_broker_profile:
+        read_end_offsets_from_fetches()
     app = faust.App(
         settings.app_id,
         broker=broker_url or settings.kafka_url(),
@@ -227,51 +254,121 @@ def _register_agents(built: AmlwatchApp) -> None:
         )
         metrics.dead_lettered.labels(reason=reason).inc()
 
-    @app.agent(built.transactions_topic, name=f"{settings.app_id}.validate_transactions")
-    async def validate_transactions(stream: faust.StreamT[bytes]) -> None:
-        watch = OffsetJumpWatch(metrics.offset_jumps, app.consumer.seek)
-        async for event in stream.events():
-            if not await watch.admit(event):
-                continue
-            try:
-                tx = decode_transaction(event.message.value, max_bytes=settings.max_message_bytes)
-            except InvalidTransaction as exc:
-                await dead_letter(event, exc.reason.value, exc.message, exc.field)
-                continue
-            except Exception as exc:
-                log.exception("unexpected error decoding offset %s", event.message.offset)
-                await dead_letter(event, UNEXPECTED_REASON, type(exc).__name__, None)
-                continue
-            source = event.message
-            await built.by_customer_topic.send(
-                key=tx.customer_id.encode(),
-                value=tx.to_json_bytes(),
-                # Record time = event time, so anything time-based downstream follows
-                # the transaction's own clock, not the broker's.
-                timestamp=tx.event_epoch,
-                # Where it came from: a stretch re-forwarded after a crash carries the
-                # same positions, and the customer's state recognises them.
-                headers=[(SOURCE_POSITION_HEADER, f"{source.partition}:{source.offset}".encode())],
-            )
+    async def rekey(event: EventT, tx: Transaction) -> None:
+        source = event.message
+        await built.by_customer_topic.send(
+            key=tx.customer_id.encode(),
+            value=tx.to_json_bytes(),
+            # Record time = event time, so anything time-based downstream follows
+            # the transaction's own clock, not the broker's.
+            timestamp=tx.event_epoch,
+            # Where it came from: a stretch re-forwarded after a crash carries the
+            # same positions, and the customer's state recognises them.
+            headers=[(SOURCE_POSITION_HEADER, f"{source.partition}:{source.offset}".encode())],
+        )
+        metrics.rekeyed.inc()
 
-    @app.agent(built.by_customer_topic, name=f"{settings.app_id}.apply_rules")
+    @app.agent(built.transactions_topic, name=f"{settings.app_id}.apply_rules")
     async def apply_rules(stream: faust.StreamT[bytes]) -> None:
         await _learn_changelog_partitions(built)
+        partitions = await _partitions_processed_in_place(built)
         # take_events is missing from StreamT, the interface type; Stream has it.
         batches = stream.take_events(  # type: ignore[attr-defined]
             BATCH_MAX_EVENTS, within=BATCH_WAIT_SECONDS
         )
         watch = OffsetJumpWatch(metrics.offset_jumps, app.consumer.seek)
         async for batch in batches:
-            admitted = [event for event in batch if await watch.admit(event)]
-            if not admitted:
-                continue
-            metrics.batch_size.observe(len(admitted))
-            await _apply_batch(built, admitted, dead_letter)
+            here: list[Received] = []
+            for event in batch:
+                if not await watch.admit(event):
+                    continue
+                source = event.message
+                try:
+                    tx = decode_transaction(source.value, max_bytes=settings.max_message_bytes)
+                except InvalidTransaction as exc:
+                    await dead_letter(event, exc.reason.value, exc.message, exc.field)
+                    continue
+                except Exception as exc:
+                    log.exception("unexpected error decoding offset %s", source.offset)
+                    await dead_letter(event, UNEXPECTED_REASON, type(exc).__name__, None)
+                    continue
+                key = tx.customer_id.encode()
+                if (
+                    partitions
+                    and source.key == key
+                    and source.partition == partition_of(key, partitions)
+                ):
+                    here.append(
+                        Received(event, tx, (f"in-place-{source.partition}", source.offset))
+                    )
+                else:
+                    await rekey(event, tx)
+            if here:
+                await _apply_batch(built, here, dead_letter)
+
+    @app.agent(built.by_customer_topic, name=f"{settings.app_id}.apply_rekeyed_rules")
+    async def apply_rekeyed_rules(stream: faust.StreamT[bytes]) -> None:
+        await _learn_changelog_partitions(built)
+        batches = stream.take_events(  # type: ignore[attr-defined]
+            BATCH_MAX_EVENTS, within=BATCH_WAIT_SECONDS
+        )
+        watch = OffsetJumpWatch(metrics.offset_jumps, app.consumer.seek)
+        async for batch in batches:
+            received: list[Received] = []
+            for event in batch:
+                if not await watch.admit(event):
+                    continue
+                try:
+                    tx = decode_transaction(
+                        event.message.value, max_bytes=PRODUCER_MAX_REQUEST_BYTES
+                    )
+                except InvalidTransaction as exc:
+                    # Only a foreign producer writing to our internal topic gets here.
+                    await dead_letter(event, exc.reason.value, exc.message, exc.field)
+                    continue
+                received.append(Received(event, tx, _rekeyed_position(event)))
+            if received:
+                await _apply_batch(built, received, dead_letter)
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as Faust's) gives ``key``."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+async def _partitions_processed_in_place(built: AmlwatchApp) -> int:
+    """The transactions topic's partition count if its partitions line up with the
+    table's, else 0 (then every transaction is re-keyed).
+
+    Faust assigns partition *n* of topics with equal partition counts to one worker,
+    so a transaction on the partition its customer_id hashes to meets that customer's
+    table entry only when the counts are equal.
+    """
+    producer = built.faust_app.producer._ensure_producer()  # type: ignore[attr-defined]
+    found = await producer.partitions_for(built.transactions_topic.get_topic_name())
+    table_partitions = built.settings.topic_partitions
+    if len(found) != table_partitions:
+        log.warning(
+            "the transactions topic has %d partitions, the customer table %d: every "
+            "transaction takes the re-keying hop",
+            len(found),
+            table_partitions,
+        )
+        return 0
+    return table_partitions
 
 
 async def _apply_batch(
-    built: AmlwatchApp, batch: Sequence[EventT], dead_letter: DeadLetter
+    built: AmlwatchApp, batch: Sequence[Received], dead_letter: DeadLetter
+) -> None:
+    """One batch at a time, whichever agent it comes from (see ``batch_lock``)."""
+    built.metrics.batch_size.observe(len(batch))
+    async with built.batch_lock:
+        await _apply_batch_alone(built, batch, dead_letter)
+
+
+async def _apply_batch_alone(
+    built: AmlwatchApp, batch: Sequence[Received], dead_letter: DeadLetter
 ) -> None:
     """Rules per transaction, the batch's anomaly scores, detections out, then records."""
     engine, table, metrics = built.engine, built.customer_table, built.metrics
@@ -281,23 +378,18 @@ async def _apply_batch(
     applied: list[tuple[Transaction, ProcessResult]] = []
     to_score = ScoringBatch()
     try:
-        for event in batch:
-            try:
-                tx = decode_transaction(event.message.value, max_bytes=PRODUCER_MAX_REQUEST_BYTES)
-            except InvalidTransaction as exc:
-                # Only a foreign producer writing to our internal topic gets here.
-                await dead_letter(event, exc.reason.value, exc.message, exc.field)
-                continue
+        for item in batch:
+            tx = item.tx
             record = working.get(tx.customer_id) or table.get(tx.customer_id)
             if record is None:
                 record = CustomerRecord.new(table.tz)
             working[tx.customer_id] = record
             customer = built.customers.get(tx.customer_id)
             try:
-                result = engine.process(record.rules, tx, customer, _source_position(event))
+                result = engine.process(record.rules, tx, customer, item.position)
             except InvalidInput as exc:
                 # Valid by contract but not processable here, e.g. no rate for its currency.
-                await dead_letter(event, NO_REFERENCE_DATA_REASON, str(exc), None)
+                await dead_letter(item.event, NO_REFERENCE_DATA_REASON, str(exc), None)
                 continue
             applied.append((tx, result))
             if result.duplicate:
@@ -323,8 +415,12 @@ async def _apply_batch(
             await _emit(built, detections, counted=not result.duplicate)
         for customer_id in changed:
             table.put(customer_id, working[customer_id])
-        # The batch is acknowledged when this returns: its records must be durable first.
-        await table.confirm_written()
+        # The batch is acknowledged when this returns: its records must be durable
+        # first, and its transactions kept (redelivered ones too: keeping is idempotent).
+        kept_transactions = [tx for tx, _ in applied]
+        await asyncio.gather(
+            table.confirm_written(), *(keep(kept_transactions) for keep in built.transaction_sinks)
+        )
     except BaseException:
         # Records changed in place but not (all) written: re-read them next time.
         for customer_id in working:
@@ -360,15 +456,15 @@ async def _learn_changelog_partitions(built: AmlwatchApp) -> None:
     await producer.partitions_for(changelog)
 
 
-def _source_position(event: EventT) -> tuple[str, int] | None:
-    """("source partition", offset) from the re-keying hop's header, if present."""
+def _rekeyed_position(event: EventT) -> Position | None:
+    """("rekeyed-<source partition>", offset) from the re-keying hop's header, if present."""
     headers = event.message.headers or ()
     pairs = headers.items() if isinstance(headers, Mapping) else headers
     for name, value in pairs:
         if name == SOURCE_POSITION_HEADER:
             text = value.decode() if isinstance(value, bytes) else str(value)
             partition, _, offset = text.partition(":")
-            return f"source-{partition}", int(offset)
+            return f"rekeyed-{partition}", int(offset)
     return None
 
 

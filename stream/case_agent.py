@@ -6,6 +6,10 @@ SQLAlchemy and must stay off Faust's event loop). Storing is idempotent on the
 detection id, so a batch redelivered after a crash or a rebalance changes nothing and
 notifies nobody twice: only what a batch newly opened or joined is announced.
 
+Every valid transaction is kept too (cases and reports list them): the rules agents
+hand each batch's transactions to :func:`register_case_agents`'s sink and wait for it
+before acknowledging the batch, so no second consumer reads and decodes them again.
+
 A timer moves overdue cases up (supervisor, then compliance) and announces each move;
 another refreshes the report backlog gauges (overdue and pending records per kind).
 Notifications go through a bounded dispatcher: a slow or dead webhook never holds up
@@ -41,9 +45,9 @@ from alerts.reports import ReportGauges, record_decided_reports
 from alerts.routing import COMPLIANCE_QUEUE, MANAGER_QUEUE, manager_email
 from alerts.transactions import StoredTransaction, store_transactions
 from core.detection import Detection
-from core.errors import AmlwatchError, InvalidInput
+from core.errors import AmlwatchError
 from core.settings import Settings
-from core.transaction import decode_transaction
+from core.transaction import Transaction
 from stream.case_store import CaseStore
 from stream.dead_letter import dead_letter_headers
 from stream.offsets import OffsetJumpWatch
@@ -55,8 +59,6 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
 BATCH_WITHIN_SECONDS = 0.2
-TRANSACTION_BATCH_SIZE = 500
-TRANSACTION_BATCH_WITHIN_SECONDS = 0.5
 _Item = TypeVar("_Item")
 _Result = TypeVar("_Result")
 INVALID_DETECTION_REASON = "invalid_detection"
@@ -283,37 +285,21 @@ def register_case_agents(
                 if notice is not None and dispatcher is not None:
                     dispatcher.submit(notice)
 
-    async def store_transaction_batches(stream: faust.StreamT[bytes]) -> None:
-        rates = built.engine.reference.rates
-        batches = stream.take_events(  # type: ignore[attr-defined]
-            TRANSACTION_BATCH_SIZE, within=TRANSACTION_BATCH_WITHIN_SECONDS
-        )
-        watch = OffsetJumpWatch(metrics.offset_jumps, app.consumer.seek)
-        async for batch in batches:
-            batch = [event for event in batch if await watch.admit(event)]
-            received: list[StoredTransaction] = []
-            for event in batch:
-                value = event.message.value or b""
-                try:
-                    tx = decode_transaction(value, max_bytes=max(len(value), 1))
-                    received.append(
-                        StoredTransaction(
-                            tx,
-                            rates.to_cny(tx.amount, tx.currency),
-                            rates.to_usd(tx.amount, tx.currency),
-                        )
-                    )
-                except InvalidInput:
-                    # apply_rules dead-letters what cannot be decoded or converted.
-                    continue
-            if received:
-                await _store_until_done(
-                    partial(store_transaction_batch, store), received, case_metrics
-                )
+    rates = built.engine.reference.rates
 
-    app.agent(built.by_customer_topic, name=f"{built.settings.app_id}.store_transactions")(
-        store_transaction_batches
-    )
+    async def keep_transactions(transactions: Sequence[Transaction]) -> None:
+        # The rules agents call this with every batch, before acknowledging it: the
+        # case store then holds every transaction a case or report can refer to.
+        kept = [
+            StoredTransaction(
+                tx, rates.to_cny(tx.amount, tx.currency), rates.to_usd(tx.amount, tx.currency)
+            )
+            for tx in transactions
+        ]
+        if kept:
+            await _store_until_done(partial(store_transaction_batch, store), kept, case_metrics)
+
+    built.transaction_sinks.append(keep_transactions)
     app.agent(built.alerts_topic, name=f"{built.settings.app_id}.store_alerts")(store_batches)
     app.agent(built.reports_topic, name=f"{built.settings.app_id}.store_reports")(store_batches)
 

@@ -20,6 +20,7 @@ class StreamMetrics:
     processed: Counter
     dead_lettered: Counter
     duplicates: Counter
+    rekeyed: Counter
     offset_jumps: Counter
     detections: Counter
     latency: Histogram
@@ -52,6 +53,12 @@ class StreamMetrics:
                 "Redelivered transactions recognised by tx_id and skipped.",
                 registry=registry,
             ),
+            rekeyed=Counter(
+                "amlwatch_transactions_rekeyed",
+                "Transactions not keyed by customer_id, or not on that key's partition, "
+                "sent through the re-keying topic (a producer to fix if it is most of them).",
+                registry=registry,
+            ),
             offset_jumps=Counter(
                 "amlwatch_consumer_offset_jumps",
                 "Times a partition's offsets jumped forward: records the consumer skipped.",
@@ -72,7 +79,7 @@ class StreamMetrics:
             ),
             batch_size=Histogram(
                 "amlwatch_batch_size",
-                "Messages per micro-batch of the rules-and-scoring agent.",
+                "Transactions per micro-batch of rules and scoring.",
                 buckets=BATCH_SIZE_BUCKETS,
                 registry=registry,
             ),

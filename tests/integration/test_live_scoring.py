@@ -20,6 +20,7 @@ from models.features import country_risk_from_lists
 from models.registry import activate
 from models.training import save_result, train_detector
 from rules.backtest import in_event_order
+from stream.app import partition_of
 from stream.detection_engine import build_rule_engine
 from stream.simulator import (
     derive_rng,
@@ -28,7 +29,14 @@ from stream.simulator import (
     transaction_json_bytes,
     write_customers_csv,
 )
-from tests.conftest import ConsumedRecord, StreamNames, WorkerProcess, consume_all, produce
+from tests.conftest import (
+    PARTITIONS,
+    ConsumedRecord,
+    StreamNames,
+    WorkerProcess,
+    consume_all,
+    produce,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -154,30 +162,55 @@ def test_worker_scores_with_the_active_model_and_follows_a_new_activation(
     ), "each anomaly alert once"
 
 
-def test_a_customers_changelog_partition_is_its_by_customer_partition(
+def test_transactions_meet_their_customers_table_entry_keyed_or_not(
     broker, names: StreamNames, start_worker
 ) -> None:
-    transactions = simulated(population(41, 40, date(2026, 7, 1)), 41, date(2026, 7, 1), 3)
-    produce(broker, names.transactions, keyed(transactions))
+    people = population(41, 40, date(2026, 7, 1))
+    transactions = simulated(people, 41, date(2026, 7, 1), 3)
+    # Half the customers' producer keys by customer_id, as the contract asks; the other
+    # half's keys by account: those must take the re-keying hop.
+    rekeyed_customers = {customer.customer_id for customer in people[::2]}
+    produce(
+        broker,
+        names.transactions,
+        [
+            (
+                (tx.account_id if tx.customer_id in rekeyed_customers else tx.customer_id).encode(),
+                transaction_json_bytes(tx.to_dict()),
+            )
+            for tx in transactions
+        ],
+    )
     worker = start_worker()
     worker.wait_until(
         lambda: processed(worker) >= len(transactions), 120, "not every transaction processed"
     )
 
+    expected_rekeyed = [tx for tx in transactions if tx.customer_id in rekeyed_customers]
     by_customer = consume_all(
-        broker, f"{names.app_id}-transactions-by-customer", expected=len(transactions)
+        broker, f"{names.app_id}-transactions-by-customer", expected=len(expected_rekeyed)
     )
     changelog = consume_all(
         broker, f"{names.app_id}-customer-state-changelog", expected=10**6, timeout=5
     )
-    topic_partitions: dict[bytes | None, set[int]] = defaultdict(set)
-    for record in by_customer:
-        topic_partitions[record.key].add(record.partition)
-    changelog_partitions: dict[bytes | None, set[int]] = defaultdict(set)
-    for record in changelog:
-        changelog_partitions[record.key].add(record.partition)
+    assert len(expected_rekeyed) > 0
+    assert len(by_customer) == len(expected_rekeyed)
+    assert worker.metrics()["amlwatch_transactions_rekeyed_total"] == len(expected_rekeyed)
+    assert {record.key for record in by_customer} == {
+        customer_id.encode() for customer_id in rekeyed_customers
+    } & {tx.customer_id.encode() for tx in transactions}
 
-    customers = {tx.customer_id.encode() for tx in transactions}
-    assert set(changelog_partitions) == set(topic_partitions) == customers
-    assert len({p for ps in topic_partitions.values() for p in ps}) > 1, "several partitions used"
-    assert changelog_partitions == topic_partitions
+    def partitions_by_key(records: Sequence[ConsumedRecord]) -> dict[bytes | None, set[int]]:
+        found: dict[bytes | None, set[int]] = defaultdict(set)
+        for record in records:
+            found[record.key].add(record.partition)
+        return found
+
+    hashed = {
+        tx.customer_id.encode(): {partition_of(tx.customer_id.encode(), PARTITIONS)}
+        for tx in transactions
+    }
+    assert len({p for ps in hashed.values() for p in ps}) > 1, "several partitions used"
+    assert partitions_by_key(changelog) == hashed
+    rekeyed_partitions = partitions_by_key(by_customer)
+    assert rekeyed_partitions == {key: hashed[key] for key in rekeyed_partitions}
