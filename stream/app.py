@@ -229,6 +229,9 @@ def build_app(
             tz,
         ),
     )
+    # Computed when scraped: the table changes on every batch and by recovery.
+    metrics.table_entries.set_function(built.customer_table.entries)
+    metrics.table_bytes.set_function(built.customer_table.encoded_bytes)
     _register_agents(built)
     _register_pages(built)
     _register_timers(built)

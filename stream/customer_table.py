@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
@@ -12,6 +13,10 @@ import faust
 
 from models.features import BehaviourProfile
 from rules.state import CustomerState
+
+# Enough for the customers active within minutes on a busy worker; a customer beyond it
+# is decoded again on their next transaction (tens of microseconds).
+DECODED_RECORDS_KEPT = 10_000
 
 
 class ConfirmedChangelogTable(faust.Table):
@@ -69,23 +74,32 @@ class CustomerRecord:
 
 
 class CustomerTable:
-    """The customer table, holding JSON bytes, with decoded records kept beside it.
+    """The customer table, holding JSON bytes, with recently used records kept decoded.
 
     Keys are the customer_id's UTF-8 bytes, the very key of the by-customer topic, and
     the table uses Faust's partitioner: a value written while a micro-batch holds other
     customers' events still goes to the changelog partition of its own customer, the
     partition its transactions arrive on.
 
-    Decoding the JSON on every message would dominate the cost, so the decoded record is
-    kept and reused as long as the table still holds the very bytes it was decoded from.
-    After a restart the table is recovered from the changelog and each customer is
-    decoded once.
+    Decoding the JSON on every message would dominate the cost, so a decoded record is
+    kept and reused as long as the table still holds the very bytes it was decoded from
+    (a revoked partition or a recovered value is a different object, never mistaken for
+    it). Only the ``DECODED_RECORDS_KEPT`` most recently used customers stay decoded: a
+    decoded record takes several times the memory of its bytes, and a worker's share of
+    a bank's customers must fit in memory as bytes, not as Python objects.
     """
 
-    def __init__(self, table: ConfirmedChangelogTable, tz: tzinfo) -> None:
+    def __init__(
+        self,
+        table: ConfirmedChangelogTable,
+        tz: tzinfo,
+        *,
+        decoded_kept: int = DECODED_RECORDS_KEPT,
+    ) -> None:
         self.table = table
         self.tz = tz
-        self._decoded: dict[str, tuple[bytes, CustomerRecord]] = {}
+        self.decoded_kept = decoded_kept
+        self._decoded: OrderedDict[str, tuple[bytes, CustomerRecord]] = OrderedDict()
 
     def get(self, customer_id: str) -> CustomerRecord | None:
         raw = self.table.get(customer_id.encode())
@@ -93,15 +107,22 @@ class CustomerTable:
             return None
         cached = self._decoded.get(customer_id)
         if cached is not None and cached[0] is raw:
+            self._decoded.move_to_end(customer_id)
             return cached[1]
         record = CustomerRecord.from_json_bytes(raw, tz=self.tz)
-        self._decoded[customer_id] = (raw, record)
+        self._keep_decoded(customer_id, raw, record)
         return record
 
     def put(self, customer_id: str, record: CustomerRecord) -> None:
         raw = record.to_json_bytes()
         self.table[customer_id.encode()] = raw
+        self._keep_decoded(customer_id, raw, record)
+
+    def _keep_decoded(self, customer_id: str, raw: bytes, record: CustomerRecord) -> None:
         self._decoded[customer_id] = (raw, record)
+        self._decoded.move_to_end(customer_id)
+        while len(self._decoded) > self.decoded_kept:
+            self._decoded.popitem(last=False)
 
     async def confirm_written(self) -> None:
         """Wait until every record written so far is in the changelog."""
@@ -110,6 +131,14 @@ class CustomerTable:
     def forget(self, customer_id: str) -> None:
         """Drop the decoded record (it may hold changes the table never received)."""
         self._decoded.pop(customer_id, None)
+
+    def entries(self) -> int:
+        """Customers this worker holds (its partitions' share of the table)."""
+        return len(self.table.data)
+
+    def encoded_bytes(self) -> int:
+        """The size of the values this worker holds, as stored and sent to the changelog."""
+        return sum(len(raw) for raw in self.table.data.values())
 
     def items(self) -> list[tuple[str, CustomerRecord]]:
         customer_ids = [key.decode() for key in list(self.table)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from alerts.reports import ReportGauges
 
@@ -27,6 +27,8 @@ class StreamMetrics:
     batch_size: Histogram
     scored: Counter
     model: Info
+    table_entries: Gauge
+    table_bytes: Gauge
     # amlwatch_reports_overdue{kind} and amlwatch_reports_pending{kind} (the worker's
     # report timer sets them; the web app serves the same gauges).
     reports: ReportGauges
@@ -91,6 +93,17 @@ class StreamMetrics:
             model=Info(
                 "amlwatch_anomaly_model",
                 f"The anomaly model version scoring transactions ('{NO_MODEL}': rules only).",
+                registry=registry,
+            ),
+            table_entries=Gauge(
+                "amlwatch_customer_table_entries",
+                "Customers in this worker's share of the customer table.",
+                registry=registry,
+            ),
+            table_bytes=Gauge(
+                "amlwatch_customer_table_bytes",
+                "Encoded size of this worker's share of the customer table (rules state "
+                "and behaviour profile per customer, as written to the changelog).",
                 registry=registry,
             ),
             reports=ReportGauges.create(registry),
