@@ -37,7 +37,14 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    mapped_column,
+    relationship,
+    sessionmaker,
+)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 DATABASE_FILE = "cases.sqlite3"
@@ -156,6 +163,9 @@ class AlertRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     detection_id: Mapped[str] = mapped_column(String(64), unique=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    # Set instead of case_id when the case is new: one flush then inserts a batch's new
+    # cases first and fills in their ids (no flush per new case).
+    case: Mapped[CaseRow] = relationship()
     customer_id: Mapped[str] = mapped_column(String(64))
     # Who the alert reached when it arrived, for performance figures: cases move later.
     assignee_id: Mapped[str | None] = mapped_column(String(64), index=True)
@@ -177,6 +187,7 @@ class RoutingDecisionRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    case: Mapped[CaseRow] = relationship()  # as AlertRow.case
     kind: Mapped[str] = mapped_column(String(16))
     from_assignee_id: Mapped[str | None] = mapped_column(String(64))
     assignee_id: Mapped[str | None] = mapped_column(String(64))

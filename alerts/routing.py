@@ -8,14 +8,16 @@ compliance at once. Every decision is recorded with its reason and audited.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alerts.actors import Actor, Role, require_role
-from alerts.audit import lock_chain, record_event
+from alerts.audit import AuditEvent, lock_chain, record_event
 from alerts.database import CaseRow, CustomerRow, ManagerRow, RoutingDecisionRow
 from core.detection import Severity
 from core.errors import Conflict, InvalidInput, NotFound
@@ -109,10 +111,31 @@ def record_routing(
     escalation_level: int | None = None,
 ) -> None:
     """Apply ``route`` (and a new escalation level) to ``case``; record the decision, audited."""
+    record_audit = apply_routing(
+        session, case, route, kind=kind, actor=actor, now=now, escalation_level=escalation_level
+    )
+    record_audit()
+
+
+def apply_routing(
+    session: Session,
+    case: CaseRow,
+    route: Route,
+    *,
+    kind: str,
+    actor: Actor,
+    now: datetime,
+    escalation_level: int | None = None,
+) -> Callable[[], AuditEvent]:
+    """Apply ``route`` to ``case`` and add the decision; its audit append, to call in order.
+
+    A batch that appends its audit events only once its rows have ids (a new case gets
+    one when flushed) calls the returned function later, in the order of the changes.
+    """
     before = _assignment(case)
     session.add(
         RoutingDecisionRow(
-            case_id=case.id,
+            case=case,
             kind=kind,
             from_assignee_id=case.assignee_id if kind != "new_case" else None,
             assignee_id=route.assignee_id,
@@ -128,16 +151,55 @@ def record_routing(
     case.compliance_copy = case.compliance_copy or route.compliance_copy
     if escalation_level is not None:
         case.escalation_level = escalation_level
-    record_event(
+    return partial(
+        _audit_routing,
+        session,
+        case,
+        actor=actor,
+        action=f"case.route.{kind}",
+        before=None if kind == "new_case" else before,
+        after={**_assignment(case), "reason": route.reason},
+        now=now,
+    )
+
+
+def _audit_routing(
+    session: Session,
+    case: CaseRow,
+    *,
+    actor: Actor,
+    action: str,
+    before: dict[str, object] | None,
+    after: dict[str, object],
+    now: datetime,
+) -> AuditEvent:
+    # The case's id is read only now: a new case has one once it has been flushed.
+    return record_event(
         session,
         actor=actor.user_id,
         role=actor.role.value,
-        action=f"case.route.{kind}",
+        action=action,
         target=case_ref(case.id),
-        before=None if kind == "new_case" else before,
-        after={**_assignment(case), "reason": route.reason},
+        before=before,
+        after=after,
         at=now,
     )
+
+
+def prefetch_routing(session: Session, *, customer_ids: Collection[str]) -> list[object]:
+    """Load these customers and their managers, so routing them needs no query of its own.
+
+    Returns the loaded rows: hold on to them while routing, since the session's identity
+    map keeps unchanged rows only as long as something else refers to them.
+    """
+    if not customer_ids:
+        return []
+    customers = list(
+        session.scalars(select(CustomerRow).where(CustomerRow.customer_id.in_(customer_ids)))
+    )
+    manager_ids = {customer.manager_id for customer in customers}
+    managers = session.scalars(select(ManagerRow).where(ManagerRow.manager_id.in_(manager_ids)))
+    return [*customers, *managers]
 
 
 def reassign_manager(
@@ -222,9 +284,11 @@ __all__ = [
     "OPEN_STATES",
     "Reassignment",
     "Route",
+    "apply_routing",
     "case_ref",
     "first_active",
     "manager_email",
+    "prefetch_routing",
     "reassign_manager",
     "record_routing",
     "route_customer",

@@ -94,3 +94,32 @@ def test_a_rolled_back_change_leaves_no_event(session: Session, five_events: Non
     )
     session.commit()
     assert verify_audit_chain(session).ok and verify_audit_chain(session).count == 6
+
+
+def test_events_after_a_rolled_back_savepoint_continue_the_chain(
+    session: Session, five_events: None
+) -> None:
+    def append(target: str) -> None:
+        record_event(
+            session,
+            actor="u",
+            role="admin",
+            action="x",
+            target=target,
+            before=None,
+            after=None,
+            at=T0,
+        )
+
+    append("kept 6")
+    with pytest.raises(RuntimeError), session.begin_nested():
+        append("undone 7")
+        append("undone 8")
+        raise RuntimeError("the change is refused")
+    append("kept 7")
+    session.commit()
+
+    verdict = verify_audit_chain(session)
+    assert verdict.ok and verdict.count == 7
+    targets = session.scalars(text("SELECT target FROM audit_events WHERE seq > 5 ORDER BY seq"))
+    assert list(targets) == ["kept 6", "kept 7"]
