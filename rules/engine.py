@@ -17,7 +17,7 @@ from datetime import date, datetime, tzinfo
 from decimal import Decimal
 from typing import Any
 
-from core.customer import Customer
+from core.customer import Customer, CustomerType
 from core.detection import Detection, Outcome, detection_id
 from core.transaction import Transaction
 from rules.expressions import EvalContext
@@ -64,16 +64,19 @@ class RuleEngine:
             )
             + 2 * 86_400
         )
+        self._admitted: dict[tuple[Any, ...], tuple[Rule, ...]] = {}
 
     def to_event(self, tx: Transaction) -> TxEvent:
         """The state's view of ``tx``: bank-local day, amounts in CNY and USD."""
+        return self._event(tx, tx.timestamp.astimezone(self.reference.timezone))
+
+    def _event(self, tx: Transaction, local_time: datetime) -> TxEvent:
         reference = self.reference
-        local = tx.timestamp.astimezone(reference.timezone)
         country = tx.counterparty_country
         return TxEvent(
             tx_id=tx.tx_id,
             at=tx.event_epoch,
-            day=local.date().toordinal(),
+            day=local_time.toordinal(),
             direction=tx.direction,
             channel=tx.channel,
             currency=tx.currency,
@@ -83,6 +86,25 @@ class RuleEngine:
             country=country,
             cross_border=country is not None and country != reference.bank_country,
         )
+
+    def rules_for(
+        self, tx: Transaction, customer_type: CustomerType, cross_border: bool
+    ) -> tuple[Rule, ...]:
+        """The pack's rules whose ``applies_to`` admits ``tx``, in pack order.
+
+        ``applies_to`` reads only these five facts, so the answer is kept per combination:
+        a handful of combinations cover a whole book of customers.
+        """
+        key = (tx.channel, tx.direction, customer_type, cross_border, tx.currency)
+        admitted = self._admitted.get(key)
+        if admitted is None:
+            home = self.reference.home_currency
+            admitted = self._admitted[key] = tuple(
+                rule
+                for rule in self.pack.rules
+                if rule.applies_to.admits(tx, customer_type, cross_border, home)
+            )
+        return admitted
 
     def process(
         self,
@@ -105,35 +127,41 @@ class RuleEngine:
                 if document["trigger_tx_id"] == tx.tx_id
             )
             return ProcessResult(again, duplicate=True)
-        event = self.to_event(tx)
+        timezone = self.reference.timezone
+        local_time = tx.timestamp.astimezone(timezone)
+        event = self._event(tx, local_time)
         previous = state.last_event_at
         state.add(event)
         if position is not None:
             state.mark_position(position)
-        local_time = tx.timestamp.astimezone(self.reference.timezone)
-        ctx = EvalContext(
-            tx=tx,
-            event=event,
-            customer=customer,
-            state=state,
-            reference=self.reference,
-            previous_event_at=previous,
-            local_time=local_time,
-        )
-        customer_type = customer_type_of(customer)
-        home = self.reference.home_currency
         detections: list[Detection] = []
-        for rule in self.pack.rules:
-            if not rule.applies_to.admits(tx, customer_type, event.cross_border, home):
-                continue
-            detection = self._evaluate(rule, ctx)
-            if detection is not None:
-                detections.append(detection)
-        state.remember_detections(detections, kept=RECENT_DETECTIONS_KEPT)
+        rules = self.rules_for(tx, customer_type_of(customer), event.cross_border)
+        if rules:
+            ctx = EvalContext(
+                tx=tx,
+                event=event,
+                customer=customer,
+                state=state,
+                reference=self.reference,
+                previous_event_at=previous,
+                local_time=local_time,
+            )
+            for rule in rules:
+                detection = self._evaluate(rule, ctx)
+                if detection is not None:
+                    detections.append(detection)
+        if detections or state.recent_detections:
+            state.remember_detections(detections, kept=RECENT_DETECTIONS_KEPT)
         newest = state.last_event_at or event.at
+        # In event order the newest is this transaction, whose bank day is known.
+        today = (
+            event.day
+            if newest == event.at
+            else datetime.fromtimestamp(newest, timezone).date().toordinal()
+        )
         state.expire(
             now=newest,
-            today=datetime.fromtimestamp(newest, self.reference.timezone).date().toordinal(),
+            today=today,
             retention_seconds=self.retention_seconds,
             daily_days=self.daily_days,
             fired_seconds=self.fired_seconds,
@@ -146,10 +174,18 @@ class RuleEngine:
 
     def _evaluate(self, rule: Rule, ctx: EvalContext) -> Detection | None:
         ctx.params = rule.params
-        ctx.values = {}
         ctx.pending_values = rule.values
-        ctx.touched = []
-        ctx.notes = {}
+        # Emptied rather than replaced: a detection copies what it keeps of them.
+        ctx.values.clear()
+        ctx.notes.clear()
+        if rule.guards:
+            for guard in rule.guards:
+                if not guard(ctx):
+                    return None
+            # What the guards computed must not change the order values are listed in.
+            ctx.values.clear()
+            ctx.notes.clear()
+        ctx.touched.clear()
         if not rule.when(ctx):
             return None
         event, state = ctx.event, ctx.state

@@ -8,13 +8,14 @@ when the pack loads: a unit (``"CNY"``, ``"USD"``), a number of hours, a filter 
 
 Every function is registered once in :data:`FUNCTIONS` with its argument kinds and
 result kind, so a pack is type-checked at load time and fails with the path of the
-offending node. Compiling turns each node into a closure; evaluating a rule is then a
-chain of plain calls.
+offending node. A registered function is a *builder*: given its node's compiled
+arguments, once, when the pack loads, it returns the closure that evaluates the node.
+Evaluating a rule is then a chain of plain calls, with no per-evaluation dispatch,
+argument packing or cache-key building.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -90,9 +91,11 @@ class EvalContext:
     # The event selections a rule's aggregates looked at: its evidence.
     touched: list[list[TxEvent]] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)
-    # Shared by every rule evaluated for the same transaction.
-    cache: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+    # Shared by every rule evaluated for the same transaction: the events of each span,
+    # the events each (span, filter) selects, and each reduction over them.
+    spans: dict[str | int, list[TxEvent]] = field(default_factory=dict)
     selections: dict[tuple[Any, ...], list[TxEvent]] = field(default_factory=dict)
+    cache: dict[tuple[Any, ...], Any] = field(default_factory=dict)
 
 
 Compiled = Callable[[EvalContext], Any]
@@ -122,47 +125,40 @@ class EventFilter:
                 return Direction.OUT
         return None
 
-    def matcher(self, tx_direction: Direction, home_currency: str) -> Callable[[TxEvent], bool]:
-        """A predicate over events for a transaction in ``tx_direction`` (memoised)."""
-        return _matcher(self, tx_direction, home_currency)
+    def select(
+        self, events: list[TxEvent], tx_direction: Direction, home_currency: str
+    ) -> list[TxEvent]:
+        """The events that pass, in their order, for a transaction in ``tx_direction``
+        (``events`` itself when the filter has no condition).
 
-    def _build_matcher(
-        self, tx_direction: Direction, home_currency: str
-    ) -> Callable[[TxEvent], bool]:
+        One pass per condition the filter has, each a plain comprehension: cheaper than
+        calling a predicate per event, and every pass leaves fewer events to the next.
+        """
+        selected = events
         direction = self.direction_for(tx_direction)
-        channels, currencies = self.channels, self.currencies
-        cross_border, low, below = self.cross_border, self.min_cny, self.below_cny
-        step = self.multiple_of
-
-        def matches(event: TxEvent) -> bool:
-            if direction is not None and event.direction is not direction:
-                return False
-            if channels is not None and event.channel not in channels:
-                return False
-            if currencies == "domestic":
-                if event.currency != home_currency:
-                    return False
-            elif currencies == "foreign":
-                if event.currency == home_currency:
-                    return False
-            elif currencies is not None and event.currency not in currencies:
-                return False
-            if cross_border is not None and event.cross_border is not cross_border:
-                return False
-            if low is not None and event.amount_cny < low:
-                return False
-            if below is not None and event.amount_cny >= below:
-                return False
-            return step is None or event.amount_cny % step == 0
-
-        return matches
-
-
-@functools.cache
-def _matcher(
-    event_filter: EventFilter, tx_direction: Direction, home_currency: str
-) -> Callable[[TxEvent], bool]:
-    return event_filter._build_matcher(tx_direction, home_currency)
+        if direction is not None:
+            selected = [event for event in selected if event.direction is direction]
+        channels = self.channels
+        if channels is not None:
+            selected = [event for event in selected if event.channel in channels]
+        currencies = self.currencies
+        if currencies == "domestic":
+            selected = [event for event in selected if event.currency == home_currency]
+        elif currencies == "foreign":
+            selected = [event for event in selected if event.currency != home_currency]
+        elif currencies is not None:
+            selected = [event for event in selected if event.currency in currencies]
+        cross_border = self.cross_border
+        if cross_border is not None:
+            selected = [event for event in selected if event.cross_border is cross_border]
+        low, below, step = self.min_cny, self.below_cny, self.multiple_of
+        if low is not None:
+            selected = [event for event in selected if event.amount_cny >= low]
+        if below is not None:
+            selected = [event for event in selected if event.amount_cny < below]
+        if step is not None:
+            selected = [event for event in selected if event.amount_cny % step == 0]
+        return selected
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +166,8 @@ class FunctionSpec:
     name: str
     params: tuple[Kind, ...]
     returns: Kind
-    evaluate: Callable[..., Any]
+    # Called once per node with the node's compiled arguments; returns its closure.
+    build: Callable[..., Compiled]
     doc: str
     variadic: bool = False  # the last param kind repeats (at least once)
 
@@ -181,15 +178,35 @@ FUNCTIONS: dict[str, FunctionSpec] = {}
 def register(
     name: str, params: tuple[Kind, ...], returns: Kind, *, variadic: bool = False
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Add a function to the vocabulary; a second registration of a name is refused."""
+    """Add a function's builder to the vocabulary; a second registration is refused."""
 
-    def decorate(evaluate: Callable[..., Any]) -> Callable[..., Any]:
+    def decorate(build: Callable[..., Compiled]) -> Callable[..., Compiled]:
         if name in FUNCTIONS:
             raise ValueError(f"function {name!r} is registered twice")
         FUNCTIONS[name] = FunctionSpec(
-            name, params, returns, evaluate, (evaluate.__doc__ or "").strip(), variadic
+            name, params, returns, build, (build.__doc__ or "").strip(), variadic
         )
-        return evaluate
+        return build
+
+    return decorate
+
+
+# Cheap upper bounds of aggregates: for a function name, a builder taking the same
+# (literal) arguments and returning a closure whose result the aggregate never exceeds,
+# or None when it has no cheap bound for those arguments. See :func:`compile_guards`.
+UPPER_BOUNDS: dict[str, Callable[..., Compiled | None]] = {}
+
+
+def upper_bound(
+    name: str,
+) -> Callable[[Callable[..., Compiled | None]], Callable[..., Compiled | None]]:
+    """Register the upper bound of a registered aggregate; a second one is refused."""
+
+    def decorate(build: Callable[..., Compiled | None]) -> Callable[..., Compiled | None]:
+        if name not in FUNCTIONS or name in UPPER_BOUNDS:
+            raise ValueError(f"function {name!r} is unknown or has an upper bound already")
+        UPPER_BOUNDS[name] = build
+        return build
 
     return decorate
 
@@ -245,8 +262,79 @@ def compile_expression(raw: Any, scope: Scope, path: str = "when") -> tuple[Comp
         returns = scope.params[args[0]]
     elif name == "value":
         returns = scope.values[args[0]]
-    evaluate = spec.evaluate
-    return (lambda ctx: evaluate(ctx, *compiled_args)), returns
+    return spec.build(*compiled_args), returns
+
+
+# Functions that read only the transaction, the customer or a state scalar: a condition
+# made of these alone costs less than any selection of events.
+CHEAP_FUNCTIONS = frozenset(
+    {
+        "all", "any", "not", "gte", "gt", "lte", "lt", "eq", "between", "in", "add", "sub",
+        "mul", "ratio", "min", "max", "param", "value", "tx_amount", "tx_field",
+        "tx_cross_border", "tx_hour", "tx_is_round", "customer_field", "country_risk",
+        "days_since_previous", "history_days",
+    }
+)  # fmt: skip
+
+
+def compile_guards(
+    raw_when: Any, raw_values: Mapping[str, Any], scope: Scope
+) -> tuple[Compiled, ...]:
+    """Cheap necessary conditions of an already validated ``when``, in its order.
+
+    The conditions that must all hold for the rule to fire are ``when`` itself or the
+    items of a top-level ``all``. Each that is cheap is a guard as it is; each comparing
+    an aggregate (directly or through a value) with ``gte``/``gt`` is a guard with the
+    aggregate's cheap upper bound in its place; the others are left to ``when``. A rule
+    whose guard fails cannot fire. Empty when the guards would only repeat ``when``.
+    """
+    conditions = raw_when[1:] if raw_when[0] == "all" else [raw_when]
+    guards: list[Compiled] = []
+    bounded = False
+    for condition in conditions:
+        if _is_cheap(condition, raw_values):
+            guards.append(compile_expression(condition, scope)[0])
+            continue
+        bound = _bound_of(condition, raw_values, scope)
+        if bound is not None:
+            guards.append(bound)
+            bounded = True
+    return tuple(guards) if bounded else ()
+
+
+def _is_cheap(raw: Any, raw_values: Mapping[str, Any]) -> bool:
+    if not isinstance(raw, list):
+        return True
+    if raw[0] == "value":
+        return _is_cheap(raw_values[raw[1]], raw_values)
+    return raw[0] in CHEAP_FUNCTIONS and all(_is_cheap(arg, raw_values) for arg in raw[1:])
+
+
+def _bound_of(condition: Any, raw_values: Mapping[str, Any], scope: Scope) -> Compiled | None:
+    """``bound(aggregate) >= right`` for a ``gte``/``gt`` of an aggregate with a bound."""
+    if not isinstance(condition, list) or condition[0] not in ("gte", "gt"):
+        return None
+    left = condition[1]
+    while isinstance(left, list) and left[0] == "value":
+        left = raw_values[left[1]]
+    if not isinstance(left, list) or left[0] not in UPPER_BOUNDS:
+        return None
+    spec = FUNCTIONS[left[0]]
+    literals = [
+        _literal_argument(arg, kind, scope, "when", spec)
+        for arg, kind in zip(left[1:], spec.params, strict=True)
+    ]
+    bound = UPPER_BOUNDS[left[0]](*literals)
+    if bound is None:
+        return None
+    right, _ = compile_expression(condition[2], scope)
+    return _bound_check(bound, right, strict=condition[0] == "gt")
+
+
+def _bound_check(bound: Compiled, right: Compiled, *, strict: bool) -> Compiled:
+    if strict:
+        return lambda ctx: bool(bound(ctx) > right(ctx))
+    return lambda ctx: bool(bound(ctx) >= right(ctx))
 
 
 def _expected_kinds(spec: FunctionSpec, count: int, path: str) -> tuple[Kind, ...]:

@@ -52,6 +52,7 @@ from rules.expressions import (
     Kind,
     Scope,
     compile_expression,
+    compile_guards,
     parse_currencies,
     parse_flag,
     parse_members,
@@ -125,6 +126,9 @@ class Rule:
     cooldown_hours: int
     reason: str
     when: Compiled
+    # Cheap necessary conditions of ``when`` (see compile_guards), checked before it;
+    # they may compute values, so the context is emptied again before ``when`` runs.
+    guards: tuple[Compiled, ...]
     applies_to: AppliesTo
     params: Mapping[str, Any]
     values: Mapping[str, Compiled]
@@ -263,6 +267,7 @@ def _parse_rule(raw: Any, source: str, index: int) -> Rule:
         raise fail(exc.path, exc.problem) from None
     if kind is not Kind.BOOL:
         raise fail("when", f"must yield a bool, yields a {kind}")
+    guards = compile_guards(raw["when"], raw_values, Scope(param_kinds, value_kinds))
     reason = raw["reason"]
     if not isinstance(reason, str):
         raise fail("reason", "must be a string")
@@ -278,6 +283,7 @@ def _parse_rule(raw: Any, source: str, index: int) -> Rule:
         cooldown_hours=cooldown,
         reason=reason,
         when=when,
+        guards=guards,
         applies_to=_parse_applies_to(raw.get("applies_to", {}), fail),
         params=params,
         values=dict(values),

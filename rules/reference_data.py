@@ -112,12 +112,17 @@ class RateTable:
     def _convert(
         self, amount: Decimal | int, currency: str, rates: Mapping[str, Decimal]
     ) -> Decimal:
-        if isinstance(amount, float | bool) or not isinstance(amount, Decimal | int):
+        # Every transaction is converted twice: the common exact-Decimal case skips the
+        # type checks and the copy.
+        if type(amount) is Decimal:
+            value = amount
+        elif isinstance(amount, float | bool) or not isinstance(amount, Decimal | int):
             raise TypeError(f"amount must be a Decimal or an int, not {type(amount).__name__}")
+        else:
+            value = Decimal(amount)
         rate = rates.get(currency)
         if rate is None:
             raise UnknownCurrency(currency, self.as_of)
-        value = Decimal(amount)
         if not value.is_finite():
             raise InvalidInput("amount to convert is not a finite number")
         product = _EXACT.multiply(value, rate)

@@ -38,7 +38,9 @@ from core.transaction import Channel, Direction
 ARRIVALS_KEPT = 64
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ sets each field through object.__setattr__,
+# which costs twice as much, once per transaction. Nothing changes an event once made.
+@dataclass(slots=True)
 class TxEvent:
     """The parts of one applied transaction that windows and evidence need."""
 
@@ -48,72 +50,36 @@ class TxEvent:
     direction: Direction
     channel: Channel
     currency: str
-    amount_cny: Decimal
+    amount_cny: Decimal  # whole fen: converted amounts are rounded to the fen
     amount_usd: Decimal
     counterparty: str | None
     country: str | None
     cross_border: bool
-    # The serialised form, built once: an event is written with its customer's state
-    # on every later transaction until it expires.
-    _as_list: list[Any] | None = field(default=None, compare=False, repr=False)
-
-    def to_list(self) -> list[Any]:
-        if self._as_list is not None:
-            return self._as_list
-        as_list = [
-            self.tx_id,
-            self.at,
-            self.day,
-            self.direction.value,
-            self.channel.value,
-            self.currency,
-            str(self.amount_cny),
-            str(self.amount_usd),
-            self.counterparty,
-            self.country,
-            self.cross_border,
-        ]
-        object.__setattr__(self, "_as_list", as_list)
-        return as_list
-
-    @classmethod
-    def from_list(cls, item: list[Any]) -> TxEvent:
-        return cls(
-            tx_id=item[0],
-            at=float(item[1]),
-            day=int(item[2]),
-            direction=Direction(item[3]),
-            channel=Channel(item[4]),
-            currency=item[5],
-            amount_cny=Decimal(item[6]),
-            amount_usd=Decimal(item[7]),
-            counterparty=item[8],
-            country=item[9],
-            cross_border=bool(item[10]),
-        )
 
 
 @dataclass(slots=True)
 class DailyTotals:
-    count_in: int = 0
-    count_out: int = 0
-    cny_in: Decimal = Decimal(0)
-    cny_out: Decimal = Decimal(0)
+    """One bank day's CNY totals per direction, in fen: integer sums, exact."""
+
+    fen_in: int = 0
+    fen_out: int = 0
 
     def add(self, event: TxEvent) -> None:
+        fen = int(event.amount_cny.scaleb(2))
         if event.direction is Direction.IN:
-            self.count_in += 1
-            self.cny_in += event.amount_cny
+            self.fen_in += fen
         else:
-            self.count_out += 1
-            self.cny_out += event.amount_cny
+            self.fen_out += fen
 
     def total(self, direction: Direction | None) -> Decimal:
+        """The day's total in CNY (both directions for None)."""
         if direction is Direction.IN:
-            return self.cny_in
-        if direction is Direction.OUT:
-            return self.cny_out
-        return self.cny_in + self.cny_out
+            fen = self.fen_in
+        elif direction is Direction.OUT:
+            fen = self.fen_out
+        else:
+            fen = self.fen_in + self.fen_out
+        return Decimal(fen).scaleb(-2)
 
 
 @dataclass(slots=True)
@@ -131,14 +97,15 @@ class CustomerState:
     positions: dict[str, int] = field(default_factory=dict)
     _event_times: list[tuple[float, str]] = field(default_factory=list, repr=False)
     _tx_ids: set[str] = field(default_factory=set, repr=False)
+    _arrived_ids: set[str] = field(default_factory=set, repr=False)
     _swept_day: int | None = field(default=None, repr=False)
+    # Baseline sums of the current bank day, by (direction, first day, end day).
+    _baselines: dict[tuple[Direction, int, int], int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        self._reindex()
-
-    def _reindex(self) -> None:
         self._event_times = [(event.at, event.tx_id) for event in self.events]
         self._tx_ids = {event.tx_id for event in self.events}
+        self._arrived_ids = set(self.arrived)
 
     def has_seen(self, tx_id: str, position: tuple[str, int] | None = None) -> bool:
         """Whether this transaction was already applied (by input position or tx_id)."""
@@ -147,7 +114,7 @@ class CustomerState:
             applied = self.positions.get(stream)
             if applied is not None and offset <= applied:
                 return True
-        return tx_id in self._tx_ids or tx_id in self.arrived
+        return tx_id in self._tx_ids or tx_id in self._arrived_ids
 
     def mark_position(self, position: tuple[str, int]) -> None:
         """Record that the input stream ``position[0]`` was applied up to ``position[1]``."""
@@ -163,7 +130,7 @@ class CustomerState:
         """
         self.recent_detections.extend(detection.to_dict() for detection in detections)
         if self.recent_detections:
-            arrived = set(self.arrived)
+            arrived = self._arrived_ids
             self.recent_detections[:] = [
                 document
                 for document in self.recent_detections[-kept:]
@@ -172,14 +139,33 @@ class CustomerState:
 
     def add(self, event: TxEvent, *, arrivals_kept: int = ARRIVALS_KEPT) -> None:
         """Insert ``event`` in event-time order and update the running figures."""
-        self.arrived.append(event.tx_id)
-        del self.arrived[:-arrivals_kept]
+        arrived = self.arrived
+        arrived.append(event.tx_id)
+        self._arrived_ids.add(event.tx_id)
+        if len(arrived) > arrivals_kept:
+            for tx_id in arrived[:-arrivals_kept]:
+                self._arrived_ids.discard(tx_id)
+            del arrived[:-arrivals_kept]
         key = (event.at, event.tx_id)
-        index = bisect.bisect_right(self._event_times, key)
-        self._event_times.insert(index, key)
-        self.events.insert(index, event)
+        times = self._event_times
+        if not times or key > times[-1]:
+            # The common case: the customer's newest transaction so far.
+            times.append(key)
+            self.events.append(event)
+        else:
+            index = bisect.bisect_right(times, key)
+            times.insert(index, key)
+            self.events.insert(index, event)
         self._tx_ids.add(event.tx_id)
-        self.daily.setdefault(event.day, DailyTotals()).add(event)
+        if self._baselines:
+            day = event.day
+            self._baselines = {
+                key: fen for key, fen in self._baselines.items() if not key[1] <= day < key[2]
+            }
+        totals = self.daily.get(event.day)
+        if totals is None:
+            totals = self.daily[event.day] = DailyTotals()
+        totals.add(event)
         self.transactions += 1
         if self.first_event_at is None or event.at < self.first_event_at:
             self.first_event_at = event.at
@@ -188,9 +174,36 @@ class CustomerState:
 
     def window(self, start: float, end: float) -> list[TxEvent]:
         """Events with ``start <= at <= end``."""
-        low = bisect.bisect_left(self._event_times, (start, ""))
-        high = bisect.bisect_right(self._event_times, (end, "\U0010ffff"))
+        times = self._event_times
+        low = bisect.bisect_left(times, (start, ""))
+        if not times or times[-1][0] <= end:
+            return self.events[low:]
+        high = bisect.bisect_right(times, (end, "\U0010ffff"), low)
         return self.events[low:high]
+
+    def daily_fen_total(self, direction: Direction | None, start: int, end: int) -> int:
+        """Fen in ``direction`` (None: both) over the bank days ``start <= day < end``."""
+        daily = self.daily
+        if end - start < len(daily):
+            found = [totals for day in range(start, end) if (totals := daily.get(day))]
+        else:
+            found = [totals for day, totals in daily.items() if start <= day < end]
+        if direction is Direction.IN:
+            return sum(totals.fen_in for totals in found)
+        if direction is Direction.OUT:
+            return sum(totals.fen_out for totals in found)
+        return sum(totals.fen_in + totals.fen_out for totals in found)
+
+    def baseline_fen_total(self, direction: Direction, start: int, end: int) -> int:
+        """:meth:`daily_fen_total`, kept until a transaction lands in those days.
+
+        A baseline spans months and ends days ago: new transactions rarely change it.
+        """
+        key = (direction, start, end)
+        fen = self._baselines.get(key)
+        if fen is None:
+            fen = self._baselines[key] = self.daily_fen_total(direction, start, end)
+        return fen
 
     def expire(
         self,
@@ -213,6 +226,9 @@ class CustomerState:
         if today == self._swept_day:
             return
         self._swept_day = today
+        # Days are about to leave the daily totals, and the baselines of earlier days
+        # are rarely asked for again.
+        self._baselines.clear()
         oldest_day = today - daily_days
         for day in [day for day in self.daily if day < oldest_day]:
             del self.daily[day]
@@ -221,34 +237,190 @@ class CustomerState:
             del self.fired[key]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "transactions": self.transactions,
-            "first_event_at": self.first_event_at,
-            "last_event_at": self.last_event_at,
-            "events": [event.to_list() for event in self.events],
-            "daily": {
-                str(day): [t.count_in, t.count_out, str(t.cny_in), str(t.cny_out)]
-                for day, t in self.daily.items()
-            },
-            "fired": self.fired,
-            "recent_detections": self.recent_detections,
-            "arrived": self.arrived,
-            "positions": self.positions,
+        """A compact JSON-ready form (short keys; see :func:`_encode_events`)."""
+        document: dict[str, Any] = {
+            "v": STATE_FORMAT,
+            "n": self.transactions,
+            "t0": self.first_event_at,
+            "t1": self.last_event_at,
+            "e": _encode_events(self.events),
+            "d": _encode_daily(self.daily),
+            "a": _front_coded(self.arrived),
         }
+        # Usually empty: left out rather than written as {} and [] for every customer.
+        for key, value in (
+            ("f", self.fired),
+            ("r", self.recent_detections),
+            ("p", self.positions),
+        ):
+            if value:
+                document[key] = value
+        return document
 
     @classmethod
     def from_dict(cls, document: dict[str, Any]) -> CustomerState:
+        """Rebuild what ``to_dict`` wrote; ValueError for another format version."""
+        if document.get("v") != STATE_FORMAT:
+            raise ValueError(f"rules state format {document.get('v')!r}, expected {STATE_FORMAT}")
         return cls(
-            transactions=int(document["transactions"]),
-            first_event_at=document.get("first_event_at"),
-            last_event_at=document.get("last_event_at"),
-            events=[TxEvent.from_list(item) for item in document.get("events", [])],
-            daily={
-                int(day): DailyTotals(int(v[0]), int(v[1]), Decimal(v[2]), Decimal(v[3]))
-                for day, v in document.get("daily", {}).items()
-            },
-            fired={str(k): float(v) for k, v in document.get("fired", {}).items()},
-            recent_detections=list(document.get("recent_detections", [])),
-            arrived=list(document.get("arrived", [])),
-            positions={str(k): int(v) for k, v in document.get("positions", {}).items()},
+            transactions=int(document["n"]),
+            first_event_at=document["t0"],
+            last_event_at=document["t1"],
+            events=_decode_events(document["e"]),
+            daily=_decode_daily(document["d"]),
+            fired={str(k): float(v) for k, v in document.get("f", {}).items()},
+            recent_detections=list(document.get("r", [])),
+            arrived=_front_decoded(document["a"]),
+            positions={str(k): int(v) for k, v in document.get("p", {}).items()},
         )
+
+
+# --------------------------------------------------------------------------- encoding
+#
+# A customer's state is written to the table's changelog once per micro-batch, so its
+# JSON is kept small: ids front-coded against their predecessor (a bank's ids share
+# long prefixes), times and days as differences from the previous event, amounts in
+# whole fen, direction/channel/cross-border as one small number, repeats as 0.
+
+STATE_FORMAT = 2
+_DIRECTIONS = tuple(Direction)
+_CHANNELS = tuple(Channel)
+_SAME = 0  # "as the previous event" for the currency
+
+
+def _front_coded(ids: list[str]) -> list[int | str]:
+    """[shared prefix length, rest, ...] per id, each against the one before."""
+    coded: list[int | str] = []
+    previous = ""
+    for tx_id in ids:
+        shared = 0
+        limit = min(len(previous), len(tx_id))
+        while shared < limit and previous[shared] == tx_id[shared]:
+            shared += 1
+        coded += (shared, tx_id[shared:])
+        previous = tx_id
+    return coded
+
+
+def _front_decoded(coded: list[Any]) -> list[str]:
+    ids: list[str] = []
+    previous = ""
+    for index in range(0, len(coded), 2):
+        previous = previous[: coded[index]] + coded[index + 1]
+        ids.append(previous)
+    return ids
+
+
+def _fen(amount: Decimal) -> int | str:
+    """Whole fen (cents) as an integer; any other precision as text, kept exactly."""
+    if amount.is_finite() and amount.as_tuple().exponent == -2:
+        return int(amount.scaleb(2))
+    return str(amount)
+
+
+def _from_fen(value: int | str) -> Decimal:
+    return Decimal(value).scaleb(-2) if isinstance(value, int) else Decimal(value)
+
+
+def _time_step(at: float, previous: float | None) -> float:
+    """``at`` less the previous time when both are whole seconds (exact), else ``at``."""
+    if previous is not None and at.is_integer() and previous.is_integer():
+        return int(at - previous)
+    return at
+
+
+def _encode_events(events: list[TxEvent]) -> list[list[Any]]:
+    """One list per event: [id prefix, id rest, time, day, kind, fen, usd cents,
+    currency, counterparty, country], trailing empties left out."""
+    encoded: list[list[Any]] = []
+    ids = _front_coded([event.tx_id for event in events])
+    previous: TxEvent | None = None
+    for index, event in enumerate(events):
+        kind = (
+            _DIRECTIONS.index(event.direction) * 2 * len(_CHANNELS)
+            + _CHANNELS.index(event.channel) * 2
+            + event.cross_border
+        )
+        # The first event's time is absolute, and flagged by its list: [time].
+        at: Any = [event.at] if previous is None else _time_step(event.at, previous.at)
+        day = event.day if previous is None else event.day - previous.day
+        currency: Any = (
+            _SAME
+            if previous is not None and event.currency == previous.currency
+            else event.currency
+        )
+        item = [
+            ids[2 * index],
+            ids[2 * index + 1],
+            at,
+            day,
+            kind,
+            _fen(event.amount_cny),
+            _fen(event.amount_usd),
+            currency,
+            event.counterparty,
+            event.country,
+        ]
+        while item[-1] is None:
+            item.pop()
+        encoded.append(item)
+        previous = event
+    return encoded
+
+
+def _decode_events(encoded: list[list[Any]]) -> list[TxEvent]:
+    events: list[TxEvent] = []
+    ids = _front_decoded([part for item in encoded for part in item[:2]])
+    previous: TxEvent | None = None
+    for tx_id, item in zip(ids, encoded, strict=True):
+        padded = item + [None] * (10 - len(item))
+        _, _, at, day, kind, fen, usd, currency, counterparty, country = padded
+        if previous is None:
+            at = float(at[0])
+        elif isinstance(at, int):
+            at = previous.at + at
+        else:
+            at = float(at)
+        if previous is not None:
+            day += previous.day
+            if currency == _SAME:
+                currency = previous.currency
+        direction, rest = divmod(kind, 2 * len(_CHANNELS))
+        channel, cross_border = divmod(rest, 2)
+        event = TxEvent(
+            tx_id=tx_id,
+            at=at,
+            day=day,
+            direction=_DIRECTIONS[direction],
+            channel=_CHANNELS[channel],
+            currency=currency,
+            amount_cny=_from_fen(fen),
+            amount_usd=_from_fen(usd),
+            counterparty=counterparty,
+            country=country,
+            cross_border=bool(cross_border),
+        )
+        events.append(event)
+        previous = event
+    return events
+
+
+def _encode_daily(daily: dict[int, DailyTotals]) -> list[int]:
+    """[newest day, then per day: days before the newest, fen in, fen out]."""
+    if not daily:
+        return []
+    newest = max(daily)
+    encoded = [newest]
+    for day, totals in daily.items():
+        encoded += (newest - day, totals.fen_in, totals.fen_out)
+    return encoded
+
+
+def _decode_daily(encoded: list[int]) -> dict[int, DailyTotals]:
+    if not encoded:
+        return {}
+    newest = encoded[0]
+    return {
+        newest - encoded[index]: DailyTotals(encoded[index + 1], encoded[index + 2])
+        for index in range(1, len(encoded), 3)
+    }

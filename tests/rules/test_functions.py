@@ -23,6 +23,7 @@ from core.transaction import Channel, Direction, Transaction, transaction_from_m
 from rules.engine import RuleEngine
 from rules.expressions import (
     FUNCTIONS,
+    UPPER_BOUNDS,
     EvalContext,
     EventFilter,
     ExpressionError,
@@ -30,6 +31,7 @@ from rules.expressions import (
     Scope,
     compile_expression,
     compile_filter,
+    compile_guards,
     register,
 )
 from rules.state import CustomerState, TxEvent
@@ -616,6 +618,86 @@ def test_the_baseline_includes_the_bank_day_of_the_first_activity(
     assert p(["baseline_daily_mean", 90, 1, "in"]) == Decimal("111.11")
 
 
+# ------------------------------------------------------------------ upper bounds and guards
+
+BUSY_HISTORY = [
+    tx(amount, at=at, direction=direction, channel=channel, currency=currency, **fields)
+    for amount, at, direction, channel, currency, fields in [
+        ("48000", -6 * DAY, "in", "cash", "CNY", {}),
+        ("47000", -5 * DAY, "in", "cash", "CNY", {}),
+        ("20000", -3 * DAY, "out", "transfer", "CNY", {"counterparty_id": "P1"}),
+        ("3000", -2 * DAY, "in", "wire", "USD", {"counterparty_id": "P2"}),
+        ("10000", -DAY, "in", "transfer", "CNY", {"counterparty_id": "P1"}),
+        ("46000", -2 * HOUR, "in", "cash", "CNY", {}),
+        ("900", -HOUR, "in", "card", "CNY", {"counterparty_id": "P3"}),
+        ("70000", -HOUR, "out", "transfer", "CNY", {"counterparty_name": "Wang Wu"}),
+        ("5", 3 * HOUR, "in", "transfer", "CNY", {"counterparty_id": "P4"}),  # later today
+    ]
+]
+BOUNDED = {
+    "day_total": ["day_total", "CNY", {"direction": "any"}],
+    "day_count": ["day_count", {"channels": ["cash"]}],
+    "window_total": ["window_total", 168, "CNY", {"direction": "in"}],
+    "window_count": ["window_count", 168, {"min_cny": "45000", "below_cny": "50000"}],
+    "window_distinct_counterparties": ["window_distinct_counterparties", 72, {"direction": "any"}],
+    "window_distinct_days": ["window_distinct_days", 168, {"channels": ["cash"]}],
+    "window_new_counterparties": ["window_new_counterparties", 168, 24, {"direction": "any"}],
+}
+
+
+@pytest.mark.parametrize("name", sorted(BOUNDED))
+@pytest.mark.parametrize("current", [tx("46500", channel="cash"), tx("1", direction="out")])
+def test_an_upper_bound_is_never_below_its_aggregate(
+    pboc_engine: RuleEngine, name: str, current: Transaction
+) -> None:
+    raw = BOUNDED[name]
+    p = probe(pboc_engine, current, history=BUSY_HISTORY)
+    spec = FUNCTIONS[name]
+    literals = [literal(arg, kind) for arg, kind in zip(raw[1:], spec.params, strict=True)]
+    bound = UPPER_BOUNDS[name](*literals)
+    assert bound is not None
+    assert p(raw) <= bound(p.ctx)
+
+
+def literal(raw: Any, kind: Kind) -> Any:
+    """A literal argument as the compiler hands it to builders."""
+    if kind is Kind.FILTER:
+        return compile_filter(raw, "f")
+    return raw
+
+
+def test_every_upper_bound_is_tested() -> None:
+    assert sorted(UPPER_BOUNDS) == sorted(BOUNDED)
+
+
+def test_totals_in_usd_have_no_bound() -> None:
+    event_filter = compile_filter({}, "f")
+    assert UPPER_BOUNDS["day_total"]("USD", event_filter) is None
+    assert UPPER_BOUNDS["window_total"](24, "USD", event_filter) is None
+
+
+def test_guards_are_the_cheap_and_bounded_conditions_in_their_order(
+    pboc_engine: RuleEngine,
+) -> None:
+    values = {"total": ["window_total", 24, "CNY", {}], "many": ["window_count", 24, {}]}
+    scope = Scope(params={}, values=dict.fromkeys(values, Kind.NUMBER))
+    when = [
+        "all",
+        ["gte", ["value", "total"], 1000],  # bounded by the daily totals
+        ["gte", ["tx_amount", "CNY"], 500],  # cheap
+        ["lt", ["value", "many"], 3],  # an aggregate without a bound that helps here
+    ]
+    guards = compile_guards(when, values, scope)
+    assert len(guards) == 2
+    small = probe(pboc_engine, tx("600"), history=[tx("300", at=-HOUR)])
+    assert [guard(small.ctx) for guard in guards] == [False, True]
+    large = probe(pboc_engine, tx("600"), history=[tx("900", at=-HOUR)])
+    assert [guard(large.ctx) for guard in guards] == [True, True]
+    assert large.ctx.values == {}  # a bound computes no value
+    # Nothing to gain: cheap conditions alone are what `when` checks anyway.
+    assert compile_guards(["gte", ["tx_amount", "CNY"], 500], {}, scope) == ()
+
+
 # --------------------------------------------------------------------------- event filters
 
 
@@ -643,7 +725,7 @@ def event(
 
 
 def matches(event_filter: EventFilter, candidate: TxEvent, tx_direction: str = "in") -> bool:
-    return event_filter.matcher(Direction(tx_direction), "CNY")(candidate)
+    return event_filter.select([candidate], Direction(tx_direction), "CNY") == [candidate]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,157 @@
+"""Customer state: windows, daily totals and the compact JSON form of the table value."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from core.transaction import Channel, Direction
+from rules.state import CustomerState, TxEvent
+
+START = datetime(2026, 3, 2, 1, 0, tzinfo=UTC).timestamp()
+DAY = START // 86_400 + 719_163  # the ordinal of 2 March 2026
+
+
+def event(
+    tx_id: str,
+    at: float,
+    *,
+    direction: Direction = Direction.IN,
+    channel: Channel = Channel.TRANSFER,
+    currency: str = "CNY",
+    amount_cny: str = "100.00",
+    amount_usd: str = "13.85",
+    counterparty: str | None = "6222000011112222",
+    country: str | None = None,
+    cross_border: bool = False,
+    day: int | None = None,
+) -> TxEvent:
+    return TxEvent(
+        tx_id=tx_id,
+        at=at,
+        day=int(DAY) + int((at - START) // 86_400) if day is None else day,
+        direction=direction,
+        channel=channel,
+        currency=currency,
+        amount_cny=Decimal(amount_cny),
+        amount_usd=Decimal(amount_usd),
+        counterparty=counterparty,
+        country=country,
+        cross_border=cross_border,
+    )
+
+
+def mixed_state() -> CustomerState:
+    """Events of every kind: out of order, fractional times, odd amounts, missing fields."""
+    state = CustomerState()
+    for added in (
+        event("tx-0001", START),
+        event("tx-0003", START + 7200, direction=Direction.OUT, channel=Channel.CASH),
+        event("tx-0002", START + 3600.25, currency="USD", amount_cny="7123.45", amount_usd="1000"),
+        event("other-9", START + 86_400, counterparty=None, country="SG", cross_border=True),
+        event("tx-0004", START + 86_400.5, channel=Channel.WIRE, amount_usd="0.1"),
+        event("tx-0005", START + 90_000, counterparty="甲公司", currency="EUR"),
+    ):
+        state.add(added)
+    state.fired["TYP-FAN-IN"] = START + 60
+    state.mark_position(("source-3", 42))
+    return state
+
+
+def test_the_json_form_gives_back_an_equal_state() -> None:
+    state = mixed_state()
+    restored = CustomerState.from_dict(json.loads(json.dumps(state.to_dict())))
+    assert restored.events == state.events
+    assert [type(e.at) for e in restored.events] == [float] * len(state.events)
+    assert [str(e.amount_cny) for e in restored.events] == [str(e.amount_cny) for e in state.events]
+    assert [str(e.amount_usd) for e in restored.events] == [str(e.amount_usd) for e in state.events]
+    assert restored.daily == state.daily
+    assert (restored.arrived, restored.fired, restored.positions) == (
+        state.arrived,
+        state.fired,
+        state.positions,
+    )
+    assert (restored.transactions, restored.first_event_at, restored.last_event_at) == (
+        state.transactions,
+        state.first_event_at,
+        state.last_event_at,
+    )
+    assert restored.to_dict() == state.to_dict()
+    assert restored.has_seen("tx-0003") and not restored.has_seen("tx-0006")
+    assert restored.has_seen("new", ("source-3", 42))
+
+
+def test_an_empty_state_round_trips() -> None:
+    assert CustomerState.from_dict(CustomerState().to_dict()) == CustomerState()
+
+
+def test_another_format_version_is_refused() -> None:
+    document = mixed_state().to_dict()
+    document["v"] = 1
+    with pytest.raises(ValueError, match="rules state format 1"):
+        CustomerState.from_dict(document)
+
+
+def test_ids_share_prefixes_and_whole_fen_are_integers_in_the_json() -> None:
+    document = mixed_state().to_dict()
+    # In full: the first id, and the one after "other-9"; the others only what differs.
+    assert json.dumps(document["e"]).count("tx-000") == 2
+    assert json.dumps(document["a"]).count("tx-000") == 2
+    assert '"100.00"' not in json.dumps(document)
+
+
+def test_events_stay_in_event_time_order_whatever_the_arrival_order() -> None:
+    state = mixed_state()
+    assert [e.tx_id for e in state.events] == [
+        "tx-0001",
+        "tx-0002",
+        "tx-0003",
+        "other-9",
+        "tx-0004",
+        "tx-0005",
+    ]
+    assert state.arrived[:3] == ["tx-0001", "tx-0003", "tx-0002"]
+
+
+def test_a_window_includes_both_ends() -> None:
+    state = mixed_state()
+    assert [e.tx_id for e in state.window(START, START + 7200)] == [
+        "tx-0001",
+        "tx-0002",
+        "tx-0003",
+    ]
+    assert [e.tx_id for e in state.window(START + 3600.5, START + 86_400)] == [
+        "tx-0003",
+        "other-9",
+    ]
+    assert state.window(START + 100_000, START + 200_000) == []
+    assert CustomerState().window(START, START + 1) == []
+
+
+def test_daily_totals_are_exact_per_direction_and_day() -> None:
+    state = mixed_state()
+    assert state.daily_fen_total(Direction.IN, int(DAY), int(DAY) + 1) == 10_000 + 712_345
+    assert state.daily_fen_total(Direction.OUT, int(DAY), int(DAY) + 1) == 10_000
+    assert state.daily_fen_total(None, int(DAY), int(DAY) + 2) == 10_000 * 5 + 712_345
+    assert state.daily[int(DAY)].total(Direction.IN) == Decimal("7223.45")
+
+
+def test_a_baseline_sum_follows_a_late_transaction_into_its_days() -> None:
+    state = mixed_state()
+    before = state.baseline_fen_total(Direction.IN, int(DAY), int(DAY) + 1)
+    state.add(event("late", START + 60, amount_cny="1.00"))
+    assert state.baseline_fen_total(Direction.IN, int(DAY), int(DAY) + 1) == before + 100
+
+
+def test_the_oldest_arrivals_are_forgotten() -> None:
+    state = CustomerState()
+    for number in range(5):
+        state.add(event(f"a{number}", START + number), arrivals_kept=3)
+    assert state.arrived == ["a2", "a3", "a4"]
+    state.expire(
+        now=START + 10**6, today=int(DAY) + 12, retention_seconds=1, daily_days=1, fired_seconds=1
+    )
+    assert not state.has_seen("a1") and state.has_seen("a2")
