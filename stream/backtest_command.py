@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
@@ -41,7 +43,7 @@ from rules.backtest import (
     scenarios_beginning_from,
 )
 from rules.engine import RuleEngine
-from rules.reference_data import load_calendar
+from rules.reference_data import RateTable, load_calendar
 from stream.cli_settings import load_settings
 from stream.detection_engine import build_rule_engine
 
@@ -295,61 +297,101 @@ def _print_rule_counts(console: Console, detections: list[Detection]) -> None:
     console.print(table)
 
 
+class PhaseTimes:
+    """CPU and wall seconds spent per named phase, summed over its measured stretches."""
+
+    def __init__(self) -> None:
+        self.cpu: dict[str, float] = defaultdict(float)
+        self.wall: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def measure(self, phase: str) -> Iterator[None]:
+        cpu, wall = time.process_time(), time.perf_counter()
+        try:
+            yield
+        finally:
+            self.cpu[phase] += time.process_time() - cpu
+            self.wall[phase] += time.perf_counter() - wall
+
+
+def scoring_frame(transactions: list[Transaction], rates: RateTable) -> pd.DataFrame:
+    """The columns the feature pipeline reads, built column by column.
+
+    The same values as a frame of ``tx.to_dict()`` rows (enums as their values, the
+    timestamp in RFC 3339, None where a field is absent), without a dict per row.
+    """
+    return pd.DataFrame(
+        {
+            "tx_id": [tx.tx_id for tx in transactions],
+            "timestamp": [tx.timestamp.isoformat() for tx in transactions],
+            "customer_id": [tx.customer_id for tx in transactions],
+            "direction": [tx.direction.value for tx in transactions],
+            "channel": [tx.channel.value for tx in transactions],
+            "counterparty_id": [tx.counterparty_id for tx in transactions],
+            "counterparty_country": [tx.counterparty_country for tx in transactions],
+            "amount_cny": [rates.to_cny(tx.amount, tx.currency) for tx in transactions],
+        }
+    )
+
+
 def score_with_active_model(
     registry: Path,
     ordered: list[Transaction],
     customers: dict[str, Customer],
     engine: RuleEngine,
     settings: Settings,
+    phases: PhaseTimes | None = None,
 ) -> tuple[str, list[Detection]] | None:
     """Anomaly alerts of the active model over the file, scored in one batch; None if none.
 
     As the worker does: transactions of customers missing from the customers file are
     not scored (type and risk rating are features), nor those of a customer's first
-    week (``models.scoring.warmed_up``).
+    week (``models.scoring.warmed_up``). ``phases``, when given, receives the time spent
+    in "features" (frame and feature matrix), "scoring" and "anomalies".
     """
     version = active_version(registry) if registry.exists() else None
     if version is None:
         return None
     detector, _metadata = load(registry, version, expected_features=FEATURE_NAMES)
+    phases = phases if phases is not None else PhaseTimes()
     reference = engine.reference
     known = [tx for tx in ordered if tx.customer_id in customers]
-    frame = pd.DataFrame(
-        [{**tx.to_dict(), "amount_cny": reference.rates.to_cny(tx.amount, tx.currency)}
-         for tx in known]
-    )  # fmt: skip
-    if frame.empty:
+    if not known:
         return version, []
-    lists = reference.country_lists
     tz = ZoneInfo(settings.bank_timezone)
-    features = build_feature_matrix(
-        frame, customers, country_risk_from_lists(grey=lists.grey, black=lists.black), tz
-    )
-    scored = score_batch(detector, features)
-    stamps = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
-    local_midnights = stamps.dt.tz_convert(tz).dt.tz_localize(None).dt.normalize()
-    local_days = (local_midnights - pd.Timestamp(EPOCH_DAY)).dt.days + EPOCH_DAY.toordinal()
-    # In event order a customer's first day is the smallest: what the worker's profile saw.
-    first_days = local_days.groupby(frame["customer_id"]).transform("min")
-    due = warmed_up(first_days.to_numpy(), local_days.to_numpy())
-    anomalies = []
-    last_alert_at: dict[str, float] = {}  # per customer, as the worker's state keeps it
-    for row in np.flatnonzero(scored.alert & due):
-        tx = known[row]
-        if not outside_cooldown(last_alert_at.get(tx.customer_id), tx.event_epoch):
-            continue
-        last_alert_at[tx.customer_id] = tx.event_epoch
-        values = features.iloc[row]
-        anomalies.append(
-            anomaly_detection(
-                known[row],
-                risk=float(scored.risk[row]),
-                reasons=explain(values.to_numpy()),
-                values=values.to_dict(),
-                model_version=version,
-                tz=tz,
-            )
+    with phases.measure("features"):
+        frame = scoring_frame(known, reference.rates)
+        lists = reference.country_lists
+        features = build_feature_matrix(
+            frame, customers, country_risk_from_lists(grey=lists.grey, black=lists.black), tz
         )
+    with phases.measure("scoring"):
+        scored = score_batch(detector, features)
+    with phases.measure("anomalies"):
+        stamps = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
+        local_midnights = stamps.dt.tz_convert(tz).dt.tz_localize(None).dt.normalize()
+        local_days = (local_midnights - pd.Timestamp(EPOCH_DAY)).dt.days + EPOCH_DAY.toordinal()
+        # In event order a customer's first day is the smallest: what the worker's profile saw.
+        first_days = local_days.groupby(frame["customer_id"]).transform("min")
+        due = warmed_up(first_days.to_numpy(), local_days.to_numpy())
+        anomalies = []
+        last_alert_at: dict[str, float] = {}  # per customer, as the worker's state keeps it
+        for row in np.flatnonzero(scored.alert & due):
+            tx = known[row]
+            if not outside_cooldown(last_alert_at.get(tx.customer_id), tx.event_epoch):
+                continue
+            last_alert_at[tx.customer_id] = tx.event_epoch
+            values = features.iloc[row]
+            anomalies.append(
+                anomaly_detection(
+                    known[row],
+                    risk=float(scored.risk[row]),
+                    reasons=explain(values.to_numpy()),
+                    values=values.to_dict(),
+                    model_version=version,
+                    tz=tz,
+                )
+            )
     return version, anomalies
 
 

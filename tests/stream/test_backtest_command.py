@@ -8,12 +8,15 @@ from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pandas as pd  # type: ignore[import-untyped]
 import typer
 from typer.testing import CliRunner
 
 from core.transaction import transaction_from_mapping
+from models.features import build_feature_matrix, country_risk_from_lists
 from rules.backtest import scenarios_beginning_from
-from stream.backtest_command import backtest
+from rules.reference_data import load_rates
+from stream.backtest_command import backtest, scoring_frame
 from stream.simulator import (
     derive_rng,
     generate_history,
@@ -87,3 +90,28 @@ def test_evaluate_from_replays_everything_but_keeps_only_the_window(tmp_path: Pa
     per_thousand = float(_row(window.output, "alerts per 1,000 tx")[2])
     assert per_thousand == round(1000 * len(kept) / len(in_window), 2)
     assert re.search(rf"from {WINDOW}: {len(in_window):,} transactions", window.output)
+
+
+def test_the_scoring_frame_gives_the_features_of_a_frame_of_whole_rows() -> None:
+    rng = derive_rng(9, "backtest-scoring-frame")
+    people, _managers = generate_reference(rng, 40, 2, as_of=START)
+    transactions = [
+        transaction_from_mapping(document)
+        for document in generate_history(rng, people, start=START, days=21, scenario_rate=20.0)
+    ]
+    assert any(tx.counterparty_id is None for tx in transactions)
+    assert any(tx.currency != "CNY" for tx in transactions)
+    rates = load_rates()
+    customers = {person.customer_id: person for person in people}
+    risk = country_risk_from_lists(grey=("MM",), black=("KP", "IR"))
+    whole_rows = pd.DataFrame(
+        [
+            {**tx.to_dict(), "amount_cny": rates.to_cny(tx.amount, tx.currency)}
+            for tx in transactions
+        ]
+    )
+
+    expected = build_feature_matrix(whole_rows, customers, risk, TZ)
+    found = build_feature_matrix(scoring_frame(transactions, rates), customers, risk, TZ)
+
+    pd.testing.assert_frame_equal(found, expected)
