@@ -83,10 +83,10 @@ SOURCE_POSITION_HEADER = "amlwatch.source.position"
 ANOMALY_COOLDOWN_KEY = "anomaly:cooldown"
 # Tansu makes the first group join wait half the session timeout: keep it short in dev.
 DEV_SESSION_TIMEOUT_SECONDS = 4.0
-# A forest call costs about 15 ms whatever the rows up to 100: batches amortise it, and
+# A batch pays once for its changelog round trip, case-store commit and forest call;
 # the wait bounds what a quiet stream adds to a transaction's latency.
 BATCH_MAX_EVENTS = 100
-BATCH_WAIT_SECONDS = 0.1
+BATCH_WAIT_SECONDS = 0.05
 
 DeadLetter = Callable[[EventT, str, str, str | None], Awaitable[None]]
 # Where a decoded transaction sits in an ordered input: (stream name, offset).

@@ -31,7 +31,7 @@ import faust
 from faust.types import EventT
 from prometheus_client import CollectorRegistry, Counter
 
-from alerts.cases import IngestResult, ingest_detection
+from alerts.cases import IngestResult, ingest_detections
 from alerts.deadlines import OverdueEscalation, escalate_overdue
 from alerts.notify import (
     CaseEvent,
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
-BATCH_WITHIN_SECONDS = 0.2
+BATCH_WITHIN_SECONDS = 0.05
 _Item = TypeVar("_Item")
 _Result = TypeVar("_Result")
 INVALID_DETECTION_REASON = "invalid_detection"
@@ -109,13 +109,11 @@ def store_detections(store: CaseStore, detections: Sequence[Detection]) -> list[
     """Store a batch in one transaction (blocking: call it in a worker thread)."""
     now = datetime.now(UTC)
     with store.session_scope() as session:
-        return [
-            StoredDetection(
-                detection,
-                ingest_detection(session, detection, now=now, calendar=store.calendar),
-            )
-            for detection in detections
-        ]
+        results = ingest_detections(session, detections, now=now, calendar=store.calendar)
+    return [
+        StoredDetection(detection, result)
+        for detection, result in zip(detections, results, strict=True)
+    ]
 
 
 def store_transaction_batch(store: CaseStore, transactions: list[StoredTransaction]) -> int:
