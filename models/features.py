@@ -74,13 +74,14 @@ already recognises redeliveries with the rule engine's state).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -124,7 +125,7 @@ ONE_SIDED_FEATURES: tuple[str, ...] = (
     "volume_7d_vs_baseline",
 )
 
-PROFILE_FORMAT = 1
+PROFILE_FORMAT = 2  # 1: the long-key form of before; still read
 HOURS_KEPT = 48
 DAYS_KEPT = 91  # the day itself and the 90 before it
 BASELINE_DAYS = 90
@@ -142,6 +143,7 @@ _EPOCH_ORDINAL = _EPOCH.date().toordinal()
 _NS_PER_HOUR = 3_600_000_000_000
 _NS_PER_DAY = 86_400_000_000_000
 _CHANNEL_INDEX: dict[str, int] = {channel.value: i for i, channel in enumerate(CHANNELS)}
+_SMALLEST_POSITIVE = float(np.finfo(np.float64).smallest_subnormal)
 
 
 # --------------------------------------------------------------------------- shared formulas
@@ -166,17 +168,30 @@ def _rarity(bucket_count: Any, total: Any, buckets: int) -> Any:
     return 1.0 - (bucket_count + 1.0) / (total + buckets)
 
 
+# The log features are written as log(ratio) with the ratio apart: the streaming path
+# takes the logs of its five ratios in one numpy call. numpy's log, not math.log, in both
+# paths: the two differ in the last bit for some inputs.
+def _vs_baseline_ratio(window: Any, daily_mean: Any, window_days: int) -> Any:
+    return (window + 1.0) / (daily_mean * window_days + 1.0)
+
+
 def _vs_baseline(window: Any, daily_mean: Any, window_days: int) -> Any:
-    return np.log((window + 1.0) / (daily_mean * window_days + 1.0))
+    return np.log(_vs_baseline_ratio(window, daily_mean, window_days))
 
 
 def _balance(in_yuan: Any, out_yuan: Any) -> Any:
+    # Dividing by at least the smallest positive float gives 0 when nothing moved and
+    # min / max otherwise, without np.where's cost on the streaming path's scalars.
     high = np.maximum(in_yuan, out_yuan)
-    return np.where(high > 0, np.minimum(in_yuan, out_yuan) / np.where(high > 0, high, 1.0), 0.0)
+    return np.minimum(in_yuan, out_yuan) / np.maximum(high, _SMALLEST_POSITIVE)
+
+
+def _out_in_ratio(in_yuan: Any, out_yuan: Any) -> Any:
+    return (out_yuan + 1.0) / (in_yuan + 1.0)
 
 
 def _out_in_log_ratio(in_yuan: Any, out_yuan: Any) -> Any:
-    return np.log((out_yuan + 1.0) / (in_yuan + 1.0))
+    return np.log(_out_in_ratio(in_yuan, out_yuan))
 
 
 def _robust_z(log_amount: Any, median: Any, mad: Any) -> Any:
@@ -218,15 +233,21 @@ class CounterpartyMemory:
     runs this same structure rather than a pandas imitation of it.
     """
 
-    __slots__ = ("_last_day",)
+    __slots__ = ("_last_day", "_last_used_on")
 
     def __init__(self, last_day: OrderedDict[str, int] | None = None) -> None:
         # Least recently used first.
         self._last_day: OrderedDict[str, int] = last_day if last_day is not None else OrderedDict()
+        # day -> how many remembered counterparties were last used that day: a 7-day
+        # count is then seven look-ups instead of a pass over the whole memory.
+        self._last_used_on: dict[int, int] = {}
+        for seen in self._last_day.values():
+            self._last_used_on[seen] = self._last_used_on.get(seen, 0) + 1
 
     def features(self, key: str | None, day: int) -> tuple[float, float]:
         """(new_counterparty, distinct_counterparties_7d) for a transaction on ``day``."""
-        recent = sum(1 for seen in self._last_day.values() if day - 6 <= seen <= day)
+        tally = self._last_used_on
+        recent = sum(tally.get(seen, 0) for seen in range(day - 6, day + 1))
         if key is None:
             return 0.0, float(recent)
         seen_day = self._last_day.get(key)
@@ -240,9 +261,20 @@ class CounterpartyMemory:
         if key is None:
             return
         previous = self._last_day.pop(key, None)
-        self._last_day[key] = day if previous is None else max(previous, day)
+        if previous is not None:
+            self._forget_use(previous)
+        last = day if previous is None else max(previous, day)
+        self._last_day[key] = last
+        self._last_used_on[last] = self._last_used_on.get(last, 0) + 1
         while len(self._last_day) > COUNTERPARTIES_KEPT:
-            self._last_day.popitem(last=False)
+            self._forget_use(self._last_day.popitem(last=False)[1])
+
+    def _forget_use(self, day: int) -> None:
+        remaining = self._last_used_on[day] - 1
+        if remaining:
+            self._last_used_on[day] = remaining
+        else:
+            del self._last_used_on[day]
 
     def to_lists(self, reference_day: int) -> tuple[list[str], list[int]]:
         return list(self._last_day), [reference_day - day for day in self._last_day.values()]
@@ -262,13 +294,26 @@ class CounterpartyMemory:
 # --------------------------------------------------------------------------- streaming path
 
 
+class TransactionFacts(NamedTuple):
+    """One transaction as a profile sees it: its buckets, amount and counterparty key."""
+
+    hour_index: int  # UTC hours since the epoch
+    day: int  # bank-local day ordinal
+    hour: int  # bank-local hour of the day
+    weekday: int  # bank-local, Monday 0
+    epoch: float  # POSIX seconds
+    fen: int  # the CNY amount in fen
+    counterparty: str | None  # _counterparty_key of the counterparty id
+
+
 class BehaviourProfile:
     """One customer's behaviour summary: bounded, JSON-serialisable, updated per transaction.
 
     ``features`` scores a transaction against the profile *before* it is applied;
     ``update`` then applies it. ``tz`` is the bank's time zone for hours, weekdays and days.
-    JSON size: about 1.5 KB for a typical simulated customer, under 3 KB for the busiest,
-    and about 4.5 KB at worst, since every structure below has a fixed maximum length.
+    JSON size: about 1.1-1.4 KB for a typical simulated customer, under 2.5 KB for the
+    busiest, and about 4 KB at worst (every hour and day used, million-yuan sums), since
+    every structure below has a fixed maximum length.
     """
 
     def __init__(self, tz: tzinfo) -> None:
@@ -283,17 +328,27 @@ class BehaviourProfile:
         self.channel_counts = [0] * len(CHANNELS)
         # hour index (UTC hours since the epoch) -> [count, in fen, out fen]
         self.hourly: dict[int, list[int]] = {}
-        # local day ordinal -> [count, fen]
+        # local day ordinal -> [count, fen], and the sums over all kept days
         self.daily: dict[int, list[int]] = {}
-        # (local day ordinal, rounded log amount), in arrival order
-        self.amounts: list[tuple[int, float]] = []
+        self._kept_count = 0
+        self._kept_fen = 0
+        # local day ordinal and rounded log amount of the last transactions, in arrival order
+        self.amount_days: list[int] = []
+        self.amount_logs: list[float] = []
         self.counterparties = CounterpartyMemory()
 
-    # The calendar of one transaction: (hour index, local day ordinal, local hour, weekday).
-    def _when(self, tx: Transaction) -> tuple[int, int, int, int]:
+    def facts(self, tx: Transaction, amount_cny: Decimal) -> TransactionFacts:
+        """What ``features`` and ``update`` need of ``tx``; pass it to both to work it out once."""
         local = tx.timestamp.astimezone(self.tz)
-        hour_index = (tx.timestamp - _EPOCH) // _HOUR
-        return hour_index, local.date().toordinal(), local.hour, local.weekday()
+        return TransactionFacts(
+            hour_index=(tx.timestamp - _EPOCH) // _HOUR,
+            day=local.toordinal(),
+            hour=local.hour,
+            weekday=local.weekday(),
+            epoch=tx.event_epoch,
+            fen=_fen(amount_cny),
+            counterparty=_counterparty_key(tx.counterparty_id),
+        )
 
     def features(
         self,
@@ -301,16 +356,30 @@ class BehaviourProfile:
         amount_cny: Decimal,
         customer: Customer,
         country_risk: CountryRiskFunction,
+        *,
+        facts: TransactionFacts | None = None,
     ) -> FloatArray:
         """The FEATURE_NAMES vector of ``tx`` against this profile, which it does not change."""
-        hour_index, day, hour, weekday = self._when(tx)
-        fen = _fen(amount_cny)
+        hour_index, day, hour, weekday, moment, fen, counterparty = facts or self.facts(
+            tx, amount_cny
+        )
         log_amount = _log_amount(fen)
 
-        samples = sorted(value for at, value in self.amounts if day - BASELINE_DAYS <= at <= day)
+        oldest = day - BASELINE_DAYS
+        amount_days = self.amount_days
+        if amount_days and oldest <= min(amount_days) and max(amount_days) <= day:
+            samples = sorted(self.amount_logs)  # the usual case: every sample is in the window
+        else:
+            samples = sorted(
+                [
+                    value
+                    for at, value in zip(amount_days, self.amount_logs, strict=True)
+                    if oldest <= at <= day
+                ]
+            )
         if samples:
             median = _middle(samples)
-            mad = _middle(sorted(abs(value - median) for value in samples))
+            mad = _middle(sorted([abs(value - median) for value in samples]))
             amount_z = float(_robust_z(log_amount, median, mad))
         else:
             amount_z = 0.0
@@ -325,24 +394,30 @@ class BehaviourProfile:
                 if index > hour_index - 24:
                     count_24h += count
                     fen_24h += fen_in + fen_out
-        count_7d, fen_7d, base_count, base_fen = 1, fen, 0, 0
-        for at, (count, day_fen) in self.daily.items():
-            if day - 7 < at <= day:
-                count_7d += count
-                fen_7d += day_fen
-            if day - BASELINE_DAYS <= at < day:
-                base_count += count
-                base_fen += day_fen
+        count_7d, fen_7d = 1, fen
+        for at in range(day - 6, day + 1):
+            day_bucket = self.daily.get(at)
+            if day_bucket is not None:
+                count_7d += day_bucket[0]
+                fen_7d += day_bucket[1]
+        base_count, base_fen = self._baseline(day)
         span = 0 if self.first_day is None else min(BASELINE_DAYS, max(day - self.first_day, 0))
         mean_count = base_count / span if span else 0.0
         mean_yuan = base_fen / 100 / span if span else 0.0
 
-        new_counterparty, distinct_7d = self.counterparties.features(
-            _counterparty_key(tx.counterparty_id), day
-        )
-        moment = tx.event_epoch
+        new_counterparty, distinct_7d = self.counterparties.features(counterparty, day)
         days_since = 0.0 if self.last_at is None else max(moment - self.last_at, 0.0) / 86400
         corporate, risk = _customer_codes(customer)
+        in_yuan, out_yuan = in_48h / 100, out_48h / 100
+        count_24h_log, volume_24h_log, count_7d_log, volume_7d_log, out_in_log = np.log(
+            [
+                _vs_baseline_ratio(count_24h, mean_count, 1),
+                _vs_baseline_ratio(fen_24h / 100, mean_yuan, 1),
+                _vs_baseline_ratio(count_7d, mean_count, 7),
+                _vs_baseline_ratio(fen_7d / 100, mean_yuan, 7),
+                _out_in_ratio(in_yuan, out_yuan),
+            ]
+        )
         return np.array(
             [
                 log_amount,
@@ -356,12 +431,12 @@ class BehaviourProfile:
                     self.transactions,
                     len(CHANNELS),
                 ),
-                _vs_baseline(count_24h, mean_count, 1),
-                _vs_baseline(fen_24h / 100, mean_yuan, 1),
-                _vs_baseline(count_7d, mean_count, 7),
-                _vs_baseline(fen_7d / 100, mean_yuan, 7),
-                _balance(in_48h / 100, out_48h / 100),
-                _out_in_log_ratio(in_48h / 100, out_48h / 100),
+                count_24h_log,
+                volume_24h_log,
+                count_7d_log,
+                volume_7d_log,
+                _balance(in_yuan, out_yuan),
+                out_in_log,
                 distinct_7d,
                 days_since,
                 corporate,
@@ -370,17 +445,45 @@ class BehaviourProfile:
             dtype=np.float64,
         )
 
-    def update(self, tx: Transaction, amount_cny: Decimal) -> None:
+    def _baseline(self, day: int) -> tuple[int, int]:
+        """Transactions and fen of the kept days in ``[day - 90, day - 1]``."""
+        last_day = self.last_day
+        if last_day is None or day < last_day:  # a late transaction: add up its window
+            count, fen = 0, 0
+            for at, (day_count, day_fen) in self.daily.items():
+                if day - BASELINE_DAYS <= at < day:
+                    count += day_count
+                    fen += day_fen
+            return count, fen
+        # Kept days lie in [last_day - 90, last_day] and day >= last_day: the window is
+        # the running total less `day` itself and the kept days before day - 90.
+        count, fen = self._kept_count, self._kept_fen
+        outside = range(last_day - BASELINE_DAYS, min(day - BASELINE_DAYS, last_day + 1))
+        for at in (day, *outside):
+            day_bucket = self.daily.get(at)
+            if day_bucket is not None:
+                count -= day_bucket[0]
+                fen -= day_bucket[1]
+        return count, fen
+
+    def _set_daily(self, daily: dict[int, list[int]]) -> None:
+        self.daily = daily
+        self._kept_count = sum(count for count, _ in daily.values())
+        self._kept_fen = sum(fen for _, fen in daily.values())
+
+    def update(
+        self, tx: Transaction, amount_cny: Decimal, *, facts: TransactionFacts | None = None
+    ) -> None:
         """Apply ``tx``: a late one goes to its own buckets if they are still kept."""
-        hour_index, day, hour, weekday = self._when(tx)
-        fen = _fen(amount_cny)
+        hour_index, day, hour, weekday, moment, fen, counterparty = facts or self.facts(
+            tx, amount_cny
+        )
         self.transactions += 1
         self.hour_counts[hour] += 1
         self.weekday_counts[weekday] += 1
         self.channel_counts[_CHANNEL_INDEX[tx.channel.value]] += 1
         self.first_day = day if self.first_day is None else min(self.first_day, day)
-        at = tx.event_epoch
-        self.last_at = at if self.last_at is None else max(self.last_at, at)
+        self.last_at = moment if self.last_at is None else max(self.last_at, moment)
 
         if self.last_hour is None or hour_index > self.last_hour:
             self.last_hour = hour_index
@@ -396,21 +499,39 @@ class BehaviourProfile:
 
         if self.last_day is None or day > self.last_day:
             self.last_day = day
-            self.daily = {at: b for at, b in self.daily.items() if at > day - DAYS_KEPT}
-            self.amounts = [s for s in self.amounts if s[0] >= day - BASELINE_DAYS]
+            self._set_daily({at: b for at, b in self.daily.items() if at > day - DAYS_KEPT})
+            kept = [
+                (at, value)
+                for at, value in zip(self.amount_days, self.amount_logs, strict=True)
+                if at >= day - BASELINE_DAYS
+            ]
+            self.amount_days = [at for at, _ in kept]
+            self.amount_logs = [value for _, value in kept]
         if day > self.last_day - DAYS_KEPT:
             day_bucket = self.daily.setdefault(day, [0, 0])
             day_bucket[0] += 1
             day_bucket[1] += fen
-        self.amounts.append((day, _amount_key(_log_amount(fen))))
-        del self.amounts[:-AMOUNT_SAMPLES]
+            self._kept_count += 1
+            self._kept_fen += fen
+        self.amount_days.append(day)
+        self.amount_logs.append(_amount_key(_log_amount(fen)))
+        del self.amount_days[:-AMOUNT_SAMPLES], self.amount_logs[:-AMOUNT_SAMPLES]
 
-        self.counterparties.update(_counterparty_key(tx.counterparty_id), day)
+        self.counterparties.update(counterparty, day)
 
     def to_dict(self) -> dict[str, Any]:
-        """A compact JSON-ready form: times relative to the newest hour and day."""
-        last_hour = self.last_hour or 0
+        """A compact JSON-ready form (format 2): short keys, times relative to the newest day.
+
+        Keys: ``n`` transactions; ``d`` newest local day; ``f`` days since the first;
+        ``h`` newest UTC hour index, counted from the newest day's UTC midnight; ``t``
+        newest event time; ``hc``/``wc``/``cc`` hour, weekday and channel counts;
+        ``hb`` hourly buckets as [hours back, count, fen in, fen out]; ``dc``/``df`` count
+        and fen per day back; ``ad``/``al`` days back and thousandths of the log amount of
+        the last amounts; ``cp`` the counterparty digests, base64; ``cd`` their days back.
+        Every value is exact: a round trip gives the very same features.
+        """
         last_day = self.last_day or 0
+        last_hour = self.last_hour or 0
         day_counts = [0] * DAYS_KEPT
         day_fen = [0] * DAYS_KEPT
         for at, (count, fen) in self.daily.items():
@@ -421,59 +542,112 @@ class BehaviourProfile:
         return {
             "v": PROFILE_FORMAT,
             "n": self.transactions,
-            "first_day": self.first_day,
-            "last_day": self.last_day,
-            "last_hour": self.last_hour,
-            "last_at": self.last_at,
-            "hours": self.hour_counts,
-            "weekdays": self.weekday_counts,
-            "channels": self.channel_counts,
-            "hourly": [[last_hour - index, *bucket] for index, bucket in self.hourly.items()],
-            "day_counts": day_counts[:used],
-            "day_fen": day_fen[:used],
-            "amount_days": [last_day - at for at, _ in self.amounts],
-            "amount_logs": [value for _, value in self.amounts],
-            "counterparties": "".join(keys),
-            "counterparty_days": offsets,
+            "d": self.last_day,
+            "f": None if self.first_day is None else last_day - self.first_day,
+            "h": None if self.last_hour is None else last_hour - 24 * (last_day - _EPOCH_ORDINAL),
+            "t": self.last_at,
+            "hc": self.hour_counts,
+            "wc": self.weekday_counts,
+            "cc": self.channel_counts,
+            "hb": [[last_hour - index, *bucket] for index, bucket in self.hourly.items()],
+            "dc": day_counts[:used],
+            "df": day_fen[:used],
+            "ad": [last_day - at for at in self.amount_days],
+            # The logs are rounded to thousandths: k / 1000 gives back the very same float.
+            "al": [round(value * 1000) for value in self.amount_logs],
+            "cp": base64.b64encode(bytes.fromhex("".join(keys))).decode(),
+            "cd": offsets,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, tz: tzinfo) -> BehaviourProfile:
-        """Rebuild what ``to_dict`` wrote; ValueError for another format version."""
-        if data.get("v") != PROFILE_FORMAT:
-            raise ValueError(f"behaviour profile format {data.get('v')!r}, expected 1")
+        """Rebuild what ``to_dict`` wrote, or format 1; ValueError for another format."""
+        version = data.get("v")
+        if version == 1:
+            return cls._from_format_1(data, tz=tz)
+        if version != PROFILE_FORMAT:
+            raise ValueError(f"behaviour profile format {version!r}, expected {PROFILE_FORMAT}")
+        profile = cls(tz)
+        profile.transactions = int(data["n"])
+        last_day = data["d"]
+        if last_day is not None:
+            profile.last_day = int(last_day)
+            profile.first_day = profile.last_day - int(data["f"])
+            profile.last_hour = int(data["h"]) + 24 * (profile.last_day - _EPOCH_ORDINAL)
+            profile.last_at = float(data["t"])
+        profile._restore(
+            data["hc"],
+            data["wc"],
+            data["cc"],
+            data["hb"],
+            zip(data["dc"], data["df"], strict=True),
+            data["ad"],
+            [int(thousandths) / 1000 for thousandths in data["al"]],
+        )
+        packed = base64.b64decode(data["cp"]).hex()
+        profile.counterparties = CounterpartyMemory.from_lists(
+            [packed[i : i + 8] for i in range(0, len(packed), 8)],
+            list(data["cd"]),
+            profile.last_day or 0,
+        )
+        return profile
+
+    @classmethod
+    def _from_format_1(cls, data: Mapping[str, Any], *, tz: tzinfo) -> BehaviourProfile:
+        # Profiles written before format 2 stay readable: tables keep them until the
+        # customer's next transaction rewrites them.
         profile = cls(tz)
         profile.transactions = int(data["n"])
         profile.first_day = data["first_day"]
         profile.last_day = data["last_day"]
         profile.last_hour = data["last_hour"]
         profile.last_at = data["last_at"]
-        profile.hour_counts = [int(n) for n in data["hours"]]
-        profile.weekday_counts = [int(n) for n in data["weekdays"]]
-        profile.channel_counts = [int(n) for n in data["channels"]]
-        last_hour = profile.last_hour or 0
-        last_day = profile.last_day or 0
-        profile.hourly = {
-            last_hour - int(offset): [int(count), int(fen_in), int(fen_out)]
-            for offset, count, fen_in, fen_out in data["hourly"]
-        }
-        profile.daily = {
-            last_day - offset: [int(count), int(fen)]
-            for offset, (count, fen) in enumerate(
-                zip(data["day_counts"], data["day_fen"], strict=True)
-            )
-            if count
-        }
-        profile.amounts = [
-            (last_day - int(offset), float(value))
-            for offset, value in zip(data["amount_days"], data["amount_logs"], strict=True)
-        ]
+        profile._restore(
+            data["hours"],
+            data["weekdays"],
+            data["channels"],
+            data["hourly"],
+            zip(data["day_counts"], data["day_fen"], strict=True),
+            data["amount_days"],
+            [float(value) for value in data["amount_logs"]],
+        )
         packed: str = data["counterparties"]
-        keys = [packed[i : i + 8] for i in range(0, len(packed), 8)]
         profile.counterparties = CounterpartyMemory.from_lists(
-            keys, list(data["counterparty_days"]), last_day
+            [packed[i : i + 8] for i in range(0, len(packed), 8)],
+            list(data["counterparty_days"]),
+            profile.last_day or 0,
         )
         return profile
+
+    def _restore(
+        self,
+        hour_counts: Iterable[int],
+        weekday_counts: Iterable[int],
+        channel_counts: Iterable[int],
+        hourly: Iterable[Iterable[int]],
+        days_back: Iterable[tuple[int, int]],
+        amount_days_back: Iterable[int],
+        amount_logs: list[float],
+    ) -> None:
+        """The parts both formats write alike, relative to the newest hour and day."""
+        last_hour = self.last_hour or 0
+        last_day = self.last_day or 0
+        self.hour_counts = [int(n) for n in hour_counts]
+        self.weekday_counts = [int(n) for n in weekday_counts]
+        self.channel_counts = [int(n) for n in channel_counts]
+        self.hourly = {
+            last_hour - int(offset): [int(count), int(fen_in), int(fen_out)]
+            for offset, count, fen_in, fen_out in hourly
+        }
+        self._set_daily(
+            {
+                last_day - offset: [int(count), int(fen)]
+                for offset, (count, fen) in enumerate(days_back)
+                if count
+            }
+        )
+        self.amount_days = [last_day - int(offset) for offset in amount_days_back]
+        self.amount_logs = amount_logs
 
 
 def _middle(ordered: list[float]) -> float:

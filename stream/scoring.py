@@ -134,12 +134,17 @@ class BehaviourTracker:
         features) and past the warm-up. The profile is updated whatever the answer.
         """
         amount_cny = self.rates.to_cny(tx.amount, tx.currency)
+        # Calendar, amount in fen and counterparty digest, worked out once for both calls.
+        facts = profile.facts(tx, amount_cny)
         vector = None
-        if scoring and customer is not None and profile.first_day is not None:
-            day = tx.timestamp.astimezone(self.tz).date().toordinal()
-            if warmed_up(profile.first_day, day):
-                vector = profile.features(tx, amount_cny, customer, self.country_risk)
-        profile.update(tx, amount_cny)
+        if (
+            scoring
+            and customer is not None
+            and profile.first_day is not None
+            and warmed_up(profile.first_day, facts.day)
+        ):
+            vector = profile.features(tx, amount_cny, customer, self.country_risk, facts=facts)
+        profile.update(tx, amount_cny, facts=facts)
         return vector
 
 
