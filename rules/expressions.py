@@ -101,6 +101,20 @@ class EvalContext:
 Compiled = Callable[[EvalContext], Any]
 
 
+# A filter's direction, given the transaction's: a lookup, as it is asked per aggregate.
+_COUNTED_DIRECTION: dict[tuple[str, Direction], Direction | None] = {
+    (relative, direction): counted
+    for direction, other in ((Direction.IN, Direction.OUT), (Direction.OUT, Direction.IN))
+    for relative, counted in (
+        ("same", direction),
+        ("opposite", other),
+        ("in", Direction.IN),
+        ("out", Direction.OUT),
+        ("any", None),
+    )
+}
+
+
 @dataclass(frozen=True, slots=True)
 class EventFilter:
     """Which of the customer's events an aggregate counts."""
@@ -114,16 +128,8 @@ class EventFilter:
     multiple_of: Decimal | None = None  # round amounts, in CNY
 
     def direction_for(self, tx_direction: Direction) -> Direction | None:
-        match self.direction:
-            case "same":
-                return tx_direction
-            case "opposite":
-                return Direction.OUT if tx_direction is Direction.IN else Direction.IN
-            case "in":
-                return Direction.IN
-            case "out":
-                return Direction.OUT
-        return None
+        """The direction counted for a transaction in ``tx_direction`` (None: both)."""
+        return _COUNTED_DIRECTION[self.direction, tx_direction]
 
     def select(
         self, events: list[TxEvent], tx_direction: Direction, home_currency: str
@@ -265,49 +271,54 @@ def compile_expression(raw: Any, scope: Scope, path: str = "when") -> tuple[Comp
     return spec.build(*compiled_args), returns
 
 
-# Functions that read only the transaction, the customer or a state scalar: a condition
-# made of these alone costs less than any selection of events.
-CHEAP_FUNCTIONS = frozenset(
+# Functions that read only the transaction or the customer, and those that read a state
+# scalar: a condition made of these alone costs less than any selection of events.
+TRANSACTION_FUNCTIONS = frozenset(
     {
         "all", "any", "not", "gte", "gt", "lte", "lt", "eq", "between", "in", "add", "sub",
         "mul", "ratio", "min", "max", "param", "value", "tx_amount", "tx_field",
         "tx_cross_border", "tx_hour", "tx_is_round", "customer_field", "country_risk",
-        "days_since_previous", "history_days",
     }
 )  # fmt: skip
+CHEAP_FUNCTIONS = TRANSACTION_FUNCTIONS | {"days_since_previous", "history_days"}
 
 
 def compile_guards(
     raw_when: Any, raw_values: Mapping[str, Any], scope: Scope
 ) -> tuple[Compiled, ...]:
-    """Cheap necessary conditions of an already validated ``when``, in its order.
+    """Cheap necessary conditions of an already validated ``when``, cheapest first.
 
     The conditions that must all hold for the rule to fire are ``when`` itself or the
     items of a top-level ``all``. Each that is cheap is a guard as it is; each comparing
     an aggregate (directly or through a value) with ``gte``/``gt`` is a guard with the
-    aggregate's cheap upper bound in its place; the others are left to ``when``. A rule
-    whose guard fails cannot fire. Empty when the guards would only repeat ``when``.
+    aggregate's cheap upper bound in its place; the others are left to ``when``. Guards
+    reading only the transaction come first, then those reading state scalars, then the
+    bounds. A rule whose guard fails cannot fire. Empty when the guards would only be
+    the first conditions of ``when``, in its order.
     """
     conditions = raw_when[1:] if raw_when[0] == "all" else [raw_when]
-    guards: list[Compiled] = []
-    bounded = False
-    for condition in conditions:
-        if _is_cheap(condition, raw_values):
-            guards.append(compile_expression(condition, scope)[0])
-            continue
-        bound = _bound_of(condition, raw_values, scope)
-        if bound is not None:
-            guards.append(bound)
-            bounded = True
-    return tuple(guards) if bounded else ()
+    ranked: list[tuple[int, int, Compiled]] = []
+    for position, condition in enumerate(conditions):
+        if _made_of(condition, raw_values, TRANSACTION_FUNCTIONS):
+            ranked.append((0, position, compile_expression(condition, scope)[0]))
+        elif _made_of(condition, raw_values, CHEAP_FUNCTIONS):
+            ranked.append((1, position, compile_expression(condition, scope)[0]))
+        elif (bound := _bound_of(condition, raw_values, scope)) is not None:
+            ranked.append((2, position, bound))
+    ranked.sort(key=lambda item: item[:2])
+    positions = [position for _, position, _ in ranked]
+    bounded = any(rank == 2 for rank, _, _ in ranked)
+    if not bounded and positions == list(range(len(positions))):
+        return ()  # ``when`` checks the same conditions first, in the same order
+    return tuple(guard for _, _, guard in ranked)
 
 
-def _is_cheap(raw: Any, raw_values: Mapping[str, Any]) -> bool:
+def _made_of(raw: Any, raw_values: Mapping[str, Any], functions: frozenset[str]) -> bool:
     if not isinstance(raw, list):
         return True
     if raw[0] == "value":
-        return _is_cheap(raw_values[raw[1]], raw_values)
-    return raw[0] in CHEAP_FUNCTIONS and all(_is_cheap(arg, raw_values) for arg in raw[1:])
+        return _made_of(raw_values[raw[1]], raw_values, functions)
+    return raw[0] in functions and all(_made_of(arg, raw_values, functions) for arg in raw[1:])
 
 
 def _bound_of(condition: Any, raw_values: Mapping[str, Any], scope: Scope) -> Compiled | None:

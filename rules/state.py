@@ -95,7 +95,8 @@ class CustomerState:
     recent_detections: list[dict[str, Any]] = field(default_factory=list)
     arrived: list[str] = field(default_factory=list)
     positions: dict[str, int] = field(default_factory=dict)
-    _event_times: list[tuple[float, str]] = field(default_factory=list, repr=False)
+    # The events' times, for bisecting: floats compare faster than (time, tx_id) tuples.
+    _times: list[float] = field(default_factory=list, repr=False)
     _tx_ids: set[str] = field(default_factory=set, repr=False)
     _arrived_ids: set[str] = field(default_factory=set, repr=False)
     _swept_day: int | None = field(default=None, repr=False)
@@ -103,7 +104,7 @@ class CustomerState:
     _baselines: dict[tuple[Direction, int, int], int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        self._event_times = [(event.at, event.tx_id) for event in self.events]
+        self._times = [event.at for event in self.events]
         self._tx_ids = {event.tx_id for event in self.events}
         self._arrived_ids = set(self.arrived)
 
@@ -146,16 +147,19 @@ class CustomerState:
             for tx_id in arrived[:-arrivals_kept]:
                 self._arrived_ids.discard(tx_id)
             del arrived[:-arrivals_kept]
-        key = (event.at, event.tx_id)
-        times = self._event_times
-        if not times or key > times[-1]:
+        at, events, times = event.at, self.events, self._times
+        if not times or at > times[-1] or (at == times[-1] and event.tx_id > events[-1].tx_id):
             # The common case: the customer's newest transaction so far.
-            times.append(key)
-            self.events.append(event)
+            times.append(at)
+            events.append(event)
         else:
-            index = bisect.bisect_right(times, key)
-            times.insert(index, key)
-            self.events.insert(index, event)
+            # After those at the same time with a smaller tx_id: ties go by tx_id.
+            low = bisect.bisect_left(times, at)
+            high = bisect.bisect_right(times, at, low)
+            same_time = [other.tx_id for other in events[low:high]]
+            index = low + bisect.bisect_right(same_time, event.tx_id)
+            times.insert(index, at)
+            events.insert(index, event)
         self._tx_ids.add(event.tx_id)
         if self._baselines:
             day = event.day
@@ -174,12 +178,11 @@ class CustomerState:
 
     def window(self, start: float, end: float) -> list[TxEvent]:
         """Events with ``start <= at <= end``."""
-        times = self._event_times
-        low = bisect.bisect_left(times, (start, ""))
-        if not times or times[-1][0] <= end:
+        times = self._times
+        low = bisect.bisect_left(times, start)
+        if not times or times[-1] <= end:
             return self.events[low:]
-        high = bisect.bisect_right(times, (end, "\U0010ffff"), low)
-        return self.events[low:high]
+        return self.events[low : bisect.bisect_right(times, end, low)]
 
     def daily_fen_total(self, direction: Direction | None, start: int, end: int) -> int:
         """Fen in ``direction`` (None: both) over the bank days ``start <= day < end``."""
@@ -217,11 +220,11 @@ class CustomerState:
         """Drop what no rule can look at any more, relative to event time ``now``/``today``."""
         cutoff = now - retention_seconds
         if self.events and self.events[0].at < cutoff:
-            keep_from = bisect.bisect_left(self._event_times, (cutoff, ""))
+            keep_from = bisect.bisect_left(self._times, cutoff)
             for event in self.events[:keep_from]:
                 self._tx_ids.discard(event.tx_id)
             del self.events[:keep_from]
-            del self._event_times[:keep_from]
+            del self._times[:keep_from]
         # Day-granular data only needs sweeping once per bank day.
         if today == self._swept_day:
             return

@@ -676,7 +676,7 @@ def test_totals_in_usd_have_no_bound() -> None:
     assert UPPER_BOUNDS["window_total"](24, "USD", event_filter) is None
 
 
-def test_guards_are_the_cheap_and_bounded_conditions_in_their_order(
+def test_guards_are_the_cheap_and_bounded_conditions_cheapest_first(
     pboc_engine: RuleEngine,
 ) -> None:
     values = {"total": ["window_total", 24, "CNY", {}], "many": ["window_count", 24, {}]}
@@ -684,18 +684,26 @@ def test_guards_are_the_cheap_and_bounded_conditions_in_their_order(
     when = [
         "all",
         ["gte", ["value", "total"], 1000],  # bounded by the daily totals
-        ["gte", ["tx_amount", "CNY"], 500],  # cheap
         ["lt", ["value", "many"], 3],  # an aggregate without a bound that helps here
+        ["gte", ["tx_amount", "CNY"], 500],  # reads the transaction only
     ]
     guards = compile_guards(when, values, scope)
     assert len(guards) == 2
     small = probe(pboc_engine, tx("600"), history=[tx("300", at=-HOUR)])
-    assert [guard(small.ctx) for guard in guards] == [False, True]
+    assert [guard(small.ctx) for guard in guards] == [True, False]
     large = probe(pboc_engine, tx("600"), history=[tx("900", at=-HOUR)])
     assert [guard(large.ctx) for guard in guards] == [True, True]
     assert large.ctx.values == {}  # a bound computes no value
-    # Nothing to gain: cheap conditions alone are what `when` checks anyway.
-    assert compile_guards(["gte", ["tx_amount", "CNY"], 500], {}, scope) == ()
+    cheap = probe(pboc_engine, tx("400"), history=[tx("900", at=-HOUR)])
+    assert [guard(cheap.ctx) for guard in guards] == [False, True]
+
+
+def test_cheap_conditions_are_guards_only_when_they_come_out_of_order() -> None:
+    scope = Scope(params={}, values={})
+    in_order = ["all", ["gte", ["tx_amount", "CNY"], 500], ["gte", ["history_days"], 7]]
+    assert compile_guards(in_order, {}, scope) == ()
+    reordered = ["all", ["gte", ["history_days"], 7], ["gte", ["tx_amount", "CNY"], 500]]
+    assert len(compile_guards(reordered, {}, scope)) == 2
 
 
 # --------------------------------------------------------------------------- event filters

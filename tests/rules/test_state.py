@@ -155,3 +155,13 @@ def test_the_oldest_arrivals_are_forgotten() -> None:
         now=START + 10**6, today=int(DAY) + 12, retention_seconds=1, daily_days=1, fired_seconds=1
     )
     assert not state.has_seen("a1") and state.has_seen("a2")
+
+
+def test_events_at_the_same_time_are_ordered_by_tx_id() -> None:
+    state = CustomerState()
+    for tx_id in ("m", "z", "a", "n"):
+        state.add(event(tx_id, START))
+    state.add(event("later", START + 1))
+    state.add(event("b", START))
+    assert [e.tx_id for e in state.events] == ["a", "b", "m", "n", "z", "later"]
+    assert [e.tx_id for e in state.window(START, START)] == ["a", "b", "m", "n", "z"]
