@@ -55,6 +55,11 @@ class TxEvent:
     counterparty: str | None
     country: str | None
     cross_border: bool
+    # Its JSON form after a given previous event, kept: the state is written once per
+    # micro-batch and most events keep their predecessor from one write to the next.
+    encoded_after: tuple[TxEvent | None, list[Any]] | None = field(
+        default=None, init=False, compare=False, repr=False
+    )
 
 
 @dataclass(slots=True)
@@ -100,6 +105,7 @@ class CustomerState:
     _tx_ids: set[str] = field(default_factory=set, repr=False)
     _arrived_ids: set[str] = field(default_factory=set, repr=False)
     _swept_day: int | None = field(default=None, repr=False)
+    _arrival_codes: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
     # Baseline sums of the current bank day, by (direction, first day, end day).
     _baselines: dict[tuple[Direction, int, int], int] = field(default_factory=dict, repr=False)
 
@@ -248,7 +254,7 @@ class CustomerState:
             "t1": self.last_event_at,
             "e": _encode_events(self.events),
             "d": _encode_daily(self.daily),
-            "a": _front_coded(self.arrived),
+            "a": _encode_arrivals(self.arrived, self.events, self._arrival_codes),
         }
         # Usually empty: left out rather than written as {} and [] for every customer.
         for key, value in (
@@ -265,15 +271,16 @@ class CustomerState:
         """Rebuild what ``to_dict`` wrote; ValueError for another format version."""
         if document.get("v") != STATE_FORMAT:
             raise ValueError(f"rules state format {document.get('v')!r}, expected {STATE_FORMAT}")
+        events = _decode_events(document["e"])
         return cls(
             transactions=int(document["n"]),
             first_event_at=document["t0"],
             last_event_at=document["t1"],
-            events=_decode_events(document["e"]),
+            events=events,
             daily=_decode_daily(document["d"]),
             fired={str(k): float(v) for k, v in document.get("f", {}).items()},
             recent_detections=list(document.get("r", [])),
-            arrived=_front_decoded(document["a"]),
+            arrived=_decode_arrivals(document["a"], events),
             positions={str(k): int(v) for k, v in document.get("p", {}).items()},
         )
 
@@ -282,43 +289,79 @@ class CustomerState:
 #
 # A customer's state is written to the table's changelog once per micro-batch, so its
 # JSON is kept small: ids front-coded against their predecessor (a bank's ids share
-# long prefixes), times and days as differences from the previous event, amounts in
-# whole fen, direction/channel/cross-border as one small number, repeats as 0.
+# long prefixes), arrivals still retained as events and repeated counterparties as
+# list positions, times and days as differences from the previous event, amounts in
+# whole fen, direction/channel/cross-border as one small number, a currency or country
+# as the previous event's as 0.
 
 STATE_FORMAT = 2
 _DIRECTIONS = tuple(Direction)
 _CHANNELS = tuple(Channel)
-_SAME = 0  # "as the previous event" for the currency
+_SAME = 0  # "as the previous event" for the currency and the country
 
 
-def _front_coded(ids: list[str]) -> list[int | str]:
-    """[shared prefix length, rest, ...] per id, each against the one before."""
-    coded: list[int | str] = []
+def _front_coded(tx_id: str, previous: str) -> str:
+    """``"shared:rest"``: how many leading characters ``tx_id`` shares with ``previous``."""
+    # Bisected on slice comparisons (done in C), not walked a character at a time.
+    shared, longest = 0, min(len(previous), len(tx_id))
+    while shared < longest:
+        middle = (shared + longest + 1) // 2
+        if previous[:middle] == tx_id[:middle]:
+            shared = middle
+        else:
+            longest = middle - 1
+    return f"{shared}:{tx_id[shared:]}"
+
+
+def _front_decoded(coded: str, previous: str) -> str:
+    shared, _, rest = coded.partition(":")
+    return previous[: int(shared)] + rest
+
+
+def _encode_arrivals(
+    arrived: list[str], events: list[TxEvent], coded: dict[tuple[str, str], str]
+) -> list[int | str]:
+    """Each arrival as the position of its retained event, or its front-coded id.
+
+    ``coded`` holds the front codes of the last write and is left with this write's:
+    arrivals only shift from one write to the next.
+    """
+    retained = {event.tx_id: index for index, event in enumerate(events)}
+    encoded: list[int | str] = []
+    used: dict[tuple[str, str], str] = {}
     previous = ""
-    for tx_id in ids:
-        shared = 0
-        limit = min(len(previous), len(tx_id))
-        while shared < limit and previous[shared] == tx_id[shared]:
-            shared += 1
-        coded += (shared, tx_id[shared:])
+    for tx_id in arrived:
+        index = retained.get(tx_id)
+        if index is None:
+            pair = (previous, tx_id)
+            code = coded.get(pair)
+            if code is None:
+                code = _front_coded(tx_id, previous)
+            encoded.append(used.setdefault(pair, code))
+        else:
+            encoded.append(index)
         previous = tx_id
-    return coded
+    coded.clear()
+    coded.update(used)
+    return encoded
 
 
-def _front_decoded(coded: list[Any]) -> list[str]:
-    ids: list[str] = []
+def _decode_arrivals(encoded: list[int | str], events: list[TxEvent]) -> list[str]:
+    arrived: list[str] = []
     previous = ""
-    for index in range(0, len(coded), 2):
-        previous = previous[: coded[index]] + coded[index + 1]
-        ids.append(previous)
-    return ids
+    for item in encoded:
+        previous = events[item].tx_id if isinstance(item, int) else _front_decoded(item, previous)
+        arrived.append(previous)
+    return arrived
 
 
 def _fen(amount: Decimal) -> int | str:
-    """Whole fen (cents) as an integer; any other precision as text, kept exactly."""
-    if amount.is_finite() and amount.as_tuple().exponent == -2:
-        return int(amount.scaleb(2))
-    return str(amount)
+    """Whole fen (cents) as an integer; any other form as text, kept exactly."""
+    text = str(amount)
+    whole, point, cents = text.partition(".")
+    if point and len(cents) == 2 and whole.isdigit() and cents.isdigit():
+        return int(whole + cents)
+    return text
 
 
 def _from_fen(value: int | str) -> Decimal:
@@ -333,37 +376,24 @@ def _time_step(at: float, previous: float | None) -> float:
 
 
 def _encode_events(events: list[TxEvent]) -> list[list[Any]]:
-    """One list per event: [id prefix, id rest, time, day, kind, fen, usd cents,
-    currency, counterparty, country], trailing empties left out."""
+    """One list per event: [front-coded id, time, day, kind, fen, usd cents, currency,
+    counterparty, country], trailing empties left out."""
     encoded: list[list[Any]] = []
-    ids = _front_coded([event.tx_id for event in events])
     previous: TxEvent | None = None
+    first_seen: dict[str, int] = {}
     for index, event in enumerate(events):
-        kind = (
-            _DIRECTIONS.index(event.direction) * 2 * len(_CHANNELS)
-            + _CHANNELS.index(event.channel) * 2
-            + event.cross_border
-        )
-        # The first event's time is absolute, and flagged by its list: [time].
-        at: Any = [event.at] if previous is None else _time_step(event.at, previous.at)
-        day = event.day if previous is None else event.day - previous.day
-        currency: Any = (
-            _SAME
-            if previous is not None and event.currency == previous.currency
-            else event.currency
-        )
-        item = [
-            ids[2 * index],
-            ids[2 * index + 1],
-            at,
-            day,
-            kind,
-            _fen(event.amount_cny),
-            _fen(event.amount_usd),
-            currency,
-            event.counterparty,
-            event.country,
-        ]
+        cached = event.encoded_after
+        if cached is not None and cached[0] is previous:
+            head = cached[1]
+        else:
+            head = _encoded_head(event, previous)
+            event.encoded_after = (previous, head)
+        counterparty: Any = event.counterparty
+        if counterparty is not None:
+            counterparty = first_seen.setdefault(counterparty, index)
+            if counterparty == index:
+                counterparty = event.counterparty
+        item = [*head[:-1], counterparty, head[-1]]
         while item[-1] is None:
             item.pop()
         encoded.append(item)
@@ -371,23 +401,55 @@ def _encode_events(events: list[TxEvent]) -> list[list[Any]]:
     return encoded
 
 
+def _encoded_head(event: TxEvent, previous: TxEvent | None) -> list[Any]:
+    """What depends on the event and its predecessor only: all but the counterparty."""
+    kind = (
+        _DIRECTIONS.index(event.direction) * 2 * len(_CHANNELS)
+        + _CHANNELS.index(event.channel) * 2
+        + event.cross_border
+    )
+    if previous is None:
+        # The first event's time is absolute, and flagged by its list: [time].
+        head = [_front_coded(event.tx_id, ""), [event.at], event.day]
+    else:
+        head = [
+            _front_coded(event.tx_id, previous.tx_id),
+            _time_step(event.at, previous.at),
+            event.day - previous.day,
+        ]
+    return [
+        *head,
+        kind,
+        _fen(event.amount_cny),
+        _fen(event.amount_usd),
+        _same_as(event.currency, previous.currency if previous else None),
+        _same_as(event.country, previous.country if previous else None),
+    ]
+
+
+def _same_as(value: str | None, previous: str | None) -> str | int | None:
+    return _SAME if value is not None and value == previous else value
+
+
 def _decode_events(encoded: list[list[Any]]) -> list[TxEvent]:
     events: list[TxEvent] = []
-    ids = _front_decoded([part for item in encoded for part in item[:2]])
     previous: TxEvent | None = None
-    for tx_id, item in zip(ids, encoded, strict=True):
-        padded = item + [None] * (10 - len(item))
-        _, _, at, day, kind, fen, usd, currency, counterparty, country = padded
+    for item in encoded:
+        padded = item + [None] * (9 - len(item))
+        coded_id, at, day, kind, fen, usd, currency, counterparty, country = padded
         if previous is None:
+            tx_id = _front_decoded(coded_id, "")
             at = float(at[0])
-        elif isinstance(at, int):
-            at = previous.at + at
         else:
-            at = float(at)
-        if previous is not None:
+            tx_id = _front_decoded(coded_id, previous.tx_id)
+            at = previous.at + at if isinstance(at, int) else float(at)
             day += previous.day
             if currency == _SAME:
                 currency = previous.currency
+            if country == _SAME:
+                country = previous.country
+        if isinstance(counterparty, int):
+            counterparty = events[counterparty].counterparty
         direction, rest = divmod(kind, 2 * len(_CHANNELS))
         channel, cross_border = divmod(rest, 2)
         event = TxEvent(

@@ -99,8 +99,22 @@ def test_ids_share_prefixes_and_whole_fen_are_integers_in_the_json() -> None:
     document = mixed_state().to_dict()
     # In full: the first id, and the one after "other-9"; the others only what differs.
     assert json.dumps(document["e"]).count("tx-000") == 2
-    assert json.dumps(document["a"]).count("tx-000") == 2
+    assert document["a"] == [0, 2, 1, 3, 4, 5]  # arrivals still retained: their positions
     assert '"100.00"' not in json.dumps(document)
+
+
+def test_arrivals_no_longer_retained_round_trip_as_ids() -> None:
+    state = mixed_state()
+    state.expire(
+        now=START + 86_400, today=int(DAY) + 1, retention_seconds=3600, daily_days=9,
+        fired_seconds=10**6,
+    )  # fmt: skip
+    assert [e.tx_id for e in state.events] == ["other-9", "tx-0004", "tx-0005"]
+    document = json.loads(json.dumps(state.to_dict()))
+    assert document["a"] == ["0:tx-0001", "6:3", "6:2", 0, 1, 2]
+    restored = CustomerState.from_dict(document)
+    assert restored.arrived == state.arrived
+    assert restored.has_seen("tx-0002")
 
 
 def test_events_stay_in_event_time_order_whatever_the_arrival_order() -> None:
