@@ -21,11 +21,24 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# $(call timed_bench,SCRIPT [ARGS]): run bench/SCRIPT if it exists, then say how long it took.
+timed_bench = @if [ -f bench/$(firstword $(1)) ]; then \
+	start=$$(date +%s); $(BIN)/python bench/$(1) || exit 1; \
+	echo "== $(firstword $(1)): $$(($$(date +%s) - start)) s"; \
+	else echo "== $(firstword $(1)): not present, skipped"; fi
+
+bench: BENCH_STARTED := $(shell date +%s)
 bench: $(STAMP)
-	$(BIN)/python bench/stream_bench.py
-	$(BIN)/python bench/rules_bench.py
-	$(BIN)/python bench/model_bench.py
-	$(BIN)/python bench/cases_bench.py
+	$(call timed_bench,stream_bench.py)
+	$(call timed_bench,scale_bench.py)
+	$(call timed_bench,memory_bench.py)
+	$(call timed_bench,rules_bench.py)
+	$(call timed_bench,model_bench.py)
+	$(call timed_bench,backtest_bench.py)
+	$(call timed_bench,case_store_bench.py)
+	$(call timed_bench,cases_bench.py)
+	$(BIN)/python bench/summary.py
+	@echo "== make bench: $$(($$(date +%s) - $(BENCH_STARTED))) s"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,21 +1,23 @@
-"""Throughput of the amlwatch worker against a bare Faust agent, in one run.
+"""Throughput of the full amlwatch pipeline on one core, against a bare Faust agent.
 
-One embedded broker, one pre-produced set of transactions, two consumers of that same
-topic (each its own app id, hence its own consumer group), run one after the other so
-they never share the CPU:
+One embedded broker and one pre-produced live stream of simulated transactions
+(``stream.simulator``, keyed by customer_id as the contract asks), read by two
+consumers one after the other (each its own app id, hence its own consumer group):
 
-* ``bare_agent``: bench/bare_agent.py, a Faust agent that only counts messages (the
-  framework ceiling on this machine and broker build);
-* ``pipeline``: the real worker (``stream.worker.run_worker``): decode, validate,
-  re-key by customer, per-customer table updates.
+* ``bare_agent``: bench/bare_agent.py, a Faust agent that only counts raw messages and
+  bytes (the framework ceiling on this machine and broker build);
+* ``pipeline``: the real worker (``stream.worker.run_worker``) with everything on:
+  decode + validate, per-customer state, the default rule pack, behaviour features and
+  IsolationForest scoring with a model trained beforehand on the same population, and
+  the case store (a fresh SQLite file, managers and customers imported) keeping every
+  transaction and alert.
 
-Each is timed from the first input message it received to the last one it finished,
-by polling its counters over HTTP; its CPU seconds are read from /proc (psutil) at the
-same two moments. For the pipeline the bench also reports the window that opens at the
-first fully processed message: it leaves out the validation work done before the
-second stage gets going, so it overstates throughput. See bench/README.md.
+Both consumers are pinned to the same single core; the broker and this bench run on
+the other core(s). Each consumer is timed from the first input message it received to
+the last one it processed, by polling its counters over HTTP; its CPU seconds are read
+from /proc (psutil) at the same moments. See bench/README.md.
 
-Run: ``.venv/bin/python bench/stream_bench.py [--messages N] [--out PATH]``
+Run: ``.venv/bin/python bench/stream_bench.py [--customers N] [--days N] [--out PATH]``
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ import contextlib
 import json
 import os
 import platform
-import random
 import signal
 import subprocess
 import sys
@@ -35,14 +36,15 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal
+from datetime import UTC, date, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import pandas as pd  # type: ignore[import-untyped]
 import psutil
 from aiokafka import AIOKafkaProducer
 from rich.console import Console
@@ -55,15 +57,37 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from sqlalchemy import create_engine, func, select
 
+from alerts.actors import Actor, Role
+from alerts.database import AlertRow, make_engine, migrate, session_factory
+from alerts.imports import import_customers, import_managers
+from core.customer import Customer
 from core.settings import Settings
+from core.transaction import Transaction, transaction_from_mapping
+from models.features import country_risk_from_lists
+from models.registry import activate
+from models.scoring import warmed_up
+from models.training import save_result, train_detector
+from rules.backtest import in_event_order
 from stream.broker import EmbeddedBroker, broker_binary, free_loopback_port
+from stream.detection_engine import build_rule_engine
+from stream.simulator import (
+    derive_rng,
+    generate_history,
+    generate_reference,
+    transaction_json_bytes,
+    write_customers_csv,
+    write_managers_csv,
+)
 from stream.topics import ensure_topics
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BARE_AGENT_SCRIPT = REPO_ROOT / "bench" / "bare_agent.py"
 DEFAULT_OUT = REPO_ROOT / "bench" / "results" / "stream.json"
 PROCESSED_METRIC = "amlwatch_transactions_processed_total"
+SCORED_METRIC = "amlwatch_transactions_scored_total"
+DETECTIONS_METRIC = "amlwatch_detections_total"
 # Faust's own counter (its Prometheus sensor), bumped as a message enters the worker.
 RECEIVED_METRIC = "faust_messages_received_per_topic_total"
 MID_RUN_POLL_SECONDS = 1.0
@@ -73,7 +97,12 @@ WORKER_COMMAND = (
 )
 # psutil reads CPU times in clock ticks; a shorter interval than one tick reads as zero.
 CPU_TICK_SECONDS = 1.0 / os.sysconf("SC_CLK_TCK")
-BANK_OFFSET = timezone(timedelta(hours=8))
+# The model learns from a history weeks before the live stream, as in production.
+POPULATION_AS_OF = date(2026, 1, 5)
+LIVE_START = date(2026, 3, 2)
+BENCH_ACTOR = Actor("stream-bench", Role.ADMIN)
+# After the last transaction is processed, the case agents still store the last alerts.
+ALERTS_SETTLE_TIMEOUT_SECONDS = 60.0
 
 console = Console()
 
@@ -82,110 +111,168 @@ class BenchError(Exception):
     """The bench could not measure (a worker died, stalled or never started)."""
 
 
-# --- the message set ---------------------------------------------------------------
+# --- the workload -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class _Customer:
-    customer_id: str
-    accounts: tuple[str, ...]
-    typical_amount: float
-    activity: float
-    corporate: bool
+class Population:
+    """Simulated customers and managers, written as the files the worker and store read."""
+
+    customers: list[Customer]
+    managers: int
+    customers_csv: Path
+    managers_csv: Path
 
 
-_COUNTERPARTY_NAMES = (
-    "Shanghai Huaxin Trading Co., Ltd.",
-    "Beijing Jingdong Logistics",
-    "Shenzhen Pengcheng Electronics",
-    "Guangzhou Yuexiu Property Management",
-    "Hangzhou Xihu Tea Cooperative",
-    "Li Wei",
-    "Wang Fang",
-    "Zhang Min",
-    "Chen Jing",
-    "Global Freight Forwarding Ltd",
-    "Pacific Rim Imports LLC",
-    "Rhine Valley Machinery GmbH",
-)
-_FOREIGN_COUNTRIES = ("HK", "SG", "US", "GB", "DE", "JP", "AE", "MO")
-_DESCRIPTIONS = (
-    "salary",
-    "rent",
-    "invoice payment",
-    "goods purchase",
-    "loan repayment",
-    "school fees",
-    "utilities",
-    "refund",
-    "dividend",
-    "consulting fee",
-)
+def simulate_population(work_dir: Path, *, customers: int, seed: int) -> Population:
+    """``customers`` customers (one manager per 25) from ``seed``, with their CSV files."""
+    people, managers = generate_reference(
+        derive_rng(seed, "bench-population"),
+        customers,
+        max(1, customers // 25),
+        as_of=POPULATION_AS_OF,
+    )
+    customers_csv, managers_csv = work_dir / "customers.csv", work_dir / "managers.csv"
+    write_customers_csv(customers_csv, people)
+    write_managers_csv(managers_csv, managers)
+    return Population(people, len(managers), customers_csv, managers_csv)
 
 
-def _customers(rng: random.Random, count: int) -> list[_Customer]:
-    customers = []
-    for index in range(count):
-        corporate = rng.random() < 0.2
-        account_count = rng.randint(1, 3) if corporate else rng.randint(1, 2)
-        customers.append(
-            _Customer(
-                customer_id=f"CUST{index + 1:06d}",
-                accounts=tuple(
-                    f"6222{rng.randrange(10**11, 10**12)}" for _ in range(account_count)
-                ),
-                # Log-normal amounts: many small payments, a long tail of large ones.
-                typical_amount=rng.lognormvariate(9.5 if corporate else 7.0, 0.8),
-                # A few busy customers and many quiet ones, as in a real book.
-                activity=rng.paretovariate(1.5),
-                corporate=corporate,
-            )
-        )
-    return customers
+def simulate_transactions(
+    population: Population, *, seed: int, stream: str, start: date, days: int
+) -> list[Transaction]:
+    """``days`` days of the population's transactions from ``start``, in event order."""
+    documents = generate_history(
+        derive_rng(seed, stream), population.customers, start=start, days=days
+    )
+    return in_event_order(transaction_from_mapping(document) for document in documents)
 
 
-def generate_transactions(count: int, *, seed: int, customers: int) -> list[tuple[bytes, bytes]]:
-    """``count`` valid contract transactions as (key=customer_id, JSON value), reproducibly."""
-    rng = random.Random(seed)
-    book = _customers(rng, customers)
-    weights = [customer.activity for customer in book]
-    moment = datetime(2025, 3, 3, 9, 0, tzinfo=BANK_OFFSET)
-    messages = []
-    for index in range(count):
-        moment += timedelta(seconds=rng.expovariate(1 / 3.0))
-        customer = rng.choices(book, weights)[0]
-        cross_border = rng.random() < 0.08
-        channel = rng.choices(("transfer", "card", "cash", "wire", "other"), (50, 30, 10, 8, 2))[0]
-        if cross_border:
-            channel = "wire"
-        amount = Decimal(str(round(rng.lognormvariate(0, 1) * customer.typical_amount, 2)))
-        document: dict[str, Any] = {
-            "tx_id": f"TX{seed:04d}{index:09d}",
-            "timestamp": moment.isoformat(),
-            "customer_id": customer.customer_id,
-            "account_id": rng.choice(customer.accounts),
-            "direction": "in" if rng.random() < 0.48 else "out",
-            "amount": str(max(amount, Decimal("0.01"))),
-            "currency": rng.choice(("USD", "HKD", "EUR")) if cross_border else "CNY",
-            "channel": channel,
+def keyed_records(transactions: Sequence[Transaction]) -> list[tuple[bytes, bytes]]:
+    """(key = customer_id, contract JSON) per transaction, as a producer keys them."""
+    return [(tx.customer_id.encode(), transaction_json_bytes(tx.to_dict())) for tx in transactions]
+
+
+def scorable_count(transactions: Sequence[Transaction], tz: ZoneInfo) -> int:
+    """How many a worker that starts with empty state scores: those past their
+    customer's warm-up, counted from the customer's first transaction in the stream."""
+    first_day: dict[str, int] = {}
+    scorable = 0
+    for tx in transactions:
+        day = tx.timestamp.astimezone(tz).date().toordinal()
+        first = first_day.setdefault(tx.customer_id, day)
+        scorable += bool(warmed_up(first, day))
+    return scorable
+
+
+def train_model(
+    registry: Path, population: Population, history: Sequence[Transaction], settings: Settings
+) -> str:
+    """Fit the anomaly model on ``history`` as ``amlwatch model train`` does; activate it."""
+    reference = build_rule_engine(settings).reference
+    frame = pd.DataFrame(
+        [
+            {**tx.to_dict(), "amount_cny": reference.rates.to_cny(tx.amount, tx.currency)}
+            for tx in history
+        ]
+    )
+    lists = reference.country_lists
+    result = train_detector(
+        frame,
+        {customer.customer_id: customer for customer in population.customers},
+        country_risk_from_lists(grey=lists.grey, black=lists.black),
+        ZoneInfo(settings.bank_timezone),
+    )
+    version = save_result(result, registry).version
+    activate(registry, version)
+    return version
+
+
+def prepare_case_store(url: str, population: Population) -> None:
+    """Migrate a fresh store and import managers, then customers, so alerts route."""
+    migrate(url)
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as session:
+            import_managers(session, population.managers_csv, actor=BENCH_ACTOR)
+            import_customers(session, population.customers_csv, actor=BENCH_ACTOR)
+            session.commit()
+    finally:
+        engine.dispose()
+
+
+def stored_alerts(url: str) -> int:
+    """Rows in the case store's alerts table (a plain read: no write lock taken)."""
+    # Not make_engine: on SQLite that begins every transaction IMMEDIATE, taking the
+    # write lock from the worker.
+    engine = create_engine(url, connect_args={"timeout": 30})
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(select(func.count()).select_from(AlertRow)).scalar_one())
+    finally:
+        engine.dispose()
+
+
+@dataclass(frozen=True)
+class LiveWorkload:
+    """Everything a full-pipeline run needs: the stream, the files, the model."""
+
+    population: Population
+    records: list[tuple[bytes, bytes]]
+    days: int
+    scorable: int
+    registry: Path
+    model_version: str
+    training_transactions: int
+
+    @property
+    def message_bytes(self) -> int:
+        return sum(len(value) for _, value in self.records)
+
+    def parameters(self) -> dict[str, Any]:
+        """The workload's facts for the result document."""
+        return {
+            "transactions": len(self.records),
+            "message_bytes": self.message_bytes,
+            "customers": len(self.population.customers),
+            "managers": self.population.managers,
+            "days": self.days,
+            "live_start": LIVE_START.isoformat(),
+            "scorable_transactions": self.scorable,
+            "model_version": self.model_version,
+            "model_training_transactions": self.training_transactions,
         }
-        if channel != "cash":
-            document["counterparty_id"] = f"CP{rng.randrange(1, 5000):06d}"
-            document["counterparty_name"] = rng.choice(_COUNTERPARTY_NAMES)
-            document["counterparty_country"] = (
-                rng.choice(_FOREIGN_COUNTRIES) if cross_border else "CN"
-            )
-        if rng.random() < 0.6:
-            document["description"] = rng.choice(_DESCRIPTIONS)
-        value = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
-        messages.append((customer.customer_id.encode(), value))
-    return messages
+
+
+def build_live_workload(
+    work_dir: Path, *, customers: int, days: int, training_days: int, seed: int
+) -> LiveWorkload:
+    """Population, a trained and active model, and the live stream to produce."""
+    settings = Settings()
+    population = simulate_population(work_dir, customers=customers, seed=seed)
+    history = simulate_transactions(
+        population, seed=seed, stream="bench-training", start=POPULATION_AS_OF, days=training_days
+    )
+    registry = work_dir / "models"
+    version = train_model(registry, population, history, settings)
+    live = simulate_transactions(
+        population, seed=seed, stream="bench-live", start=LIVE_START, days=days
+    )
+    return LiveWorkload(
+        population=population,
+        records=keyed_records(live),
+        days=days,
+        scorable=scorable_count(live, ZoneInfo(settings.bank_timezone)),
+        registry=registry,
+        model_version=version,
+        training_transactions=len(history),
+    )
 
 
 async def produce(
     bootstrap: str,
     topic: str,
-    messages: list[tuple[bytes, bytes]],
+    messages: Sequence[tuple[bytes, bytes]],
     on_progress: Callable[[int], None],
 ) -> None:
     """Send every message and wait for the broker to acknowledge each one."""
@@ -206,7 +293,7 @@ async def produce(
         await producer.stop()
 
 
-# --- processes ----------------------------------------------------------------------
+# --- processes and cores -------------------------------------------------------------
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
@@ -226,9 +313,15 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 15.0) -> Non
 
 @contextlib.contextmanager
 def running_process(
-    args: list[str], env: dict[str, str], log_path: Path, cwd: Path
+    args: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    cwd: Path,
+    *,
+    cpus: frozenset[int] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Start ``args`` with output to ``log_path``; always stopped when the block ends."""
+    """Start ``args`` with output to ``log_path`` (on ``cpus`` only, if given); always
+    stopped when the block ends."""
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             args,
@@ -239,6 +332,8 @@ def running_process(
             stderr=subprocess.STDOUT,
             # Its own session: Ctrl-C reaches only the bench, which stops it in order.
             start_new_session=True,
+            # Set before exec, so every thread the process starts inherits it.
+            preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
         )
         try:
             yield process
@@ -254,6 +349,37 @@ def log_tail(path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
+def usable_cpus() -> list[int]:
+    """The CPUs this process may run on, ascending."""
+    return sorted(os.sched_getaffinity(0))
+
+
+def pin_to(cpus: frozenset[int], *processes: psutil.Process) -> None:
+    """Run every thread of ``processes`` on ``cpus`` only.
+
+    Thread by thread: a process's affinity is its threads', and a process that already
+    started threads (the broker's runtime) keeps them where they were otherwise. Threads
+    and children started later inherit the set of the thread that starts them.
+    """
+    for process in processes:
+        for thread in process.threads():
+            with contextlib.suppress(ProcessLookupError):  # a thread that has just ended
+                os.sched_setaffinity(thread.id, cpus)
+
+
+def split_cores(consumer_core: int | None) -> tuple[frozenset[int], frozenset[int]]:
+    """(the consumer's core, the rest for broker and bench); the last CPU by default.
+
+    With a single usable CPU everything shares it.
+    """
+    cpus = usable_cpus()
+    core = cpus[-1] if consumer_core is None else consumer_core
+    if core not in cpus:
+        raise BenchError(f"CPU {core} is not usable here (usable: {cpus})")
+    rest = frozenset(cpus) - {core}
+    return frozenset({core}), rest or frozenset({core})
+
+
 # --- counters -----------------------------------------------------------------------
 
 
@@ -264,6 +390,9 @@ class Counts:
     received: int
     processed: int
 
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(self.received + other.received, self.processed + other.processed)
+
 
 def _http_get(url: str) -> bytes | None:
     try:
@@ -273,25 +402,62 @@ def _http_get(url: str) -> bytes | None:
         return None  # web server not up yet (or busy starting); try again next poll
 
 
+def read_metrics(web_port: int) -> dict[str, float] | None:
+    """The worker's /metrics as {series (name and labels): value}; None if no answer."""
+    body = _http_get(f"http://127.0.0.1:{web_port}/metrics")
+    if body is None:
+        return None
+    series = {}
+    for line in body.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            series[name] = float(value)
+    return series
+
+
+def worker_ready(web_port: int) -> bool:
+    """The worker's /healthz answers 200: recovery done, not rebalancing."""
+    # A 503 (starting) raises HTTPError, a URLError: read as no answer.
+    return _http_get(f"http://127.0.0.1:{web_port}/healthz") is not None
+
+
+def metric_total(metrics: dict[str, float], name: str, **labels: str) -> float:
+    """The sum of ``name``'s series that carry every label given."""
+    wanted = [f'{label}="{value}"' for label, value in labels.items()]
+    return sum(
+        value
+        for series, value in metrics.items()
+        if (series == name or series.startswith(name + "{"))
+        and all(pair in series for pair in wanted)
+    )
+
+
 def pipeline_counter(web_port: int, topic: str) -> Callable[[], Counts | None]:
     """Read the worker's /metrics: Faust's received count for ``topic``, our processed count."""
-    url = f"http://127.0.0.1:{web_port}/metrics"
-    received_prefix = f'{RECEIVED_METRIC}{{topic="{topic}"}} '
+    received_series = f'{RECEIVED_METRIC}{{topic="{topic}"}}'
 
     def read() -> Counts | None:
-        body = _http_get(url)
-        if body is None:
-            return None
-        received = processed = None
-        for line in body.decode().splitlines():
-            if line.startswith(PROCESSED_METRIC + " "):
-                processed = int(float(line.split()[-1]))
-            elif line.startswith(received_prefix):
-                received = int(float(line.split()[-1]))
-        if processed is None:
+        metrics = read_metrics(web_port)
+        if metrics is None or PROCESSED_METRIC not in metrics:
             return None
         # Faust adds the per-topic series only when the first message arrives.
-        return Counts(received=received or 0, processed=processed)
+        received = int(metrics.get(received_series, 0))
+        return Counts(received=received, processed=int(metrics[PROCESSED_METRIC]))
+
+    return read
+
+
+def summed_counter(readers: Sequence[Callable[[], Counts | None]]) -> Callable[[], Counts | None]:
+    """The counts of several workers of one group added up; None until all answer."""
+
+    def read() -> Counts | None:
+        total = Counts(0, 0)
+        for reader in readers:
+            counts = reader()
+            if counts is None:
+                return None
+            total += counts
+        return total
 
     return read
 
@@ -324,7 +490,7 @@ class _Sample:
 
 @dataclass(frozen=True)
 class Window:
-    """Throughput between two samples: from a start event to the last message processed."""
+    """Throughput from the first input message received to the last one processed."""
 
     wall_seconds: float
     cpu_seconds: float
@@ -332,9 +498,11 @@ class Window:
     messages_per_cpu_second: float
     measured_messages: int
     broker_cpu_seconds: float
-    # CPU taken by everything but the worker and the broker (this bench's polling, and
-    # whatever else runs on the machine): large values mean a noisy measurement.
+    # CPU taken by everything but the consumers and the broker (this bench's polling,
+    # and whatever else runs on the machine): large values mean a noisy measurement.
     other_cpu_seconds: float
+    # Every process's CPU over the window, as a share of all the machine's CPUs.
+    machine_cpu_share: float
     resolution_limited: bool
 
 
@@ -351,64 +519,56 @@ def machine_busy_seconds() -> float:
     return float(busy + getattr(times, "irq", 0.0) + getattr(times, "softirq", 0.0))
 
 
-def throughput_window(
-    samples: list[_Sample], total: int, started_by: Callable[[Counts], int]
-) -> Window:
-    """The window opening at the first sample where ``started_by`` > 0, closing at the last."""
+def throughput_window(samples: list[_Sample], total: int) -> Window:
+    """The window opening at the first sample that saw a message received, closing at
+    the last sample (the one that saw all ``total`` processed)."""
     end = samples[-1]
-    first = next(index for index, sample in enumerate(samples) if started_by(sample.counts) > 0)
+    first = next(index for index, sample in enumerate(samples) if sample.counts.received > 0)
     start = samples[first]
     # Normally only the messages after the opening sample are counted. If all of them fit
     # between two polls, open at the poll before (samples[0] is the spawn): the rate is
     # then a lower bound, and flagged as such.
-    resolution_limited = started_by(start.counts) >= total
+    resolution_limited = start.counts.received >= total
     if resolution_limited:
         start = samples[first - 1]
-    measured = total - started_by(start.counts)
+    measured = total - start.counts.received
     wall = max(end.at - start.at, 1e-6)
     cpu = end.cpu - start.cpu
     if cpu < CPU_TICK_SECONDS:
         cpu, resolution_limited = CPU_TICK_SECONDS, True
+    machine = end.machine_busy - start.machine_busy
+    broker = end.broker_cpu - start.broker_cpu
     return Window(
         wall_seconds=round(wall, 3),
         cpu_seconds=round(cpu, 3),
         messages_per_second=round(measured / wall, 1),
         messages_per_cpu_second=round(measured / cpu, 1),
         measured_messages=measured,
-        broker_cpu_seconds=round(end.broker_cpu - start.broker_cpu, 3),
-        other_cpu_seconds=round(
-            max(
-                0.0,
-                (end.machine_busy - start.machine_busy)
-                - (end.cpu - start.cpu)
-                - (end.broker_cpu - start.broker_cpu),
-            ),
-            2,
-        ),
+        broker_cpu_seconds=round(broker, 3),
+        other_cpu_seconds=round(max(0.0, machine - (end.cpu - start.cpu) - broker), 2),
+        machine_cpu_share=round(machine / (wall * (os.cpu_count() or 1)), 3),
         resolution_limited=resolution_limited,
     )
 
 
 def _next_poll_delay(samples: list[_Sample], total: int, poll_interval: float) -> float:
     # Polls cost the worker CPU (a /metrics render is a few ms), so poll densely only
-    # where a window opens or closes, and sparsely in between.
+    # where the window opens or closes, and sparsely in between.
     latest = samples[-1].counts
     if latest.received == 0:
         return poll_interval
-    if latest.processed == 0:
-        return max(poll_interval, MID_RUN_POLL_SECONDS / 4)
-    opened = next(sample for sample in samples if sample.counts.processed > 0)
+    opened = next(sample for sample in samples if sample.counts.received > 0)
     elapsed = samples[-1].at - opened.at
     done = latest.processed - opened.counts.processed
     if elapsed <= 0 or done <= 0:
-        return poll_interval
+        return max(poll_interval, MID_RUN_POLL_SECONDS / 4)
     eta = (total - latest.processed) * elapsed / done
     return min(MID_RUN_POLL_SECONDS, max(poll_interval, eta / 3))
 
 
 def measure(
     name: str,
-    process: subprocess.Popen[bytes],
+    processes: Sequence[subprocess.Popen[bytes]],
     broker_process: psutil.Process,
     read_counts: Callable[[], Counts | None],
     total: int,
@@ -418,15 +578,15 @@ def measure(
     poll_interval: float,
     startup_timeout: float,
     stall_timeout: float,
-    two_stage: bool,
 ) -> dict[str, Any]:
-    """Poll ``read_counts`` until all ``total`` are processed; the throughput windows."""
-    worker = psutil.Process(process.pid)
+    """Poll ``read_counts`` until all ``total`` are processed; the throughput window of
+    ``processes`` together (their CPU seconds and memory added up)."""
+    consumers = [psutil.Process(process.pid) for process in processes]
 
     def sample(counts: Counts) -> _Sample:
         return _Sample(
             at=time.monotonic(),
-            cpu=_cpu_seconds(worker),
+            cpu=sum(_cpu_seconds(consumer) for consumer in consumers),
             broker_cpu=_cpu_seconds(broker_process),
             machine_busy=machine_busy_seconds(),
             counts=counts,
@@ -435,8 +595,9 @@ def measure(
     samples = [sample(Counts(0, 0))]
     started = last_change = samples[0].at
     while True:
-        if process.poll() is not None:
-            raise BenchError(f"{name} exited with code {process.returncode}")
+        for process in processes:
+            if process.poll() is not None:
+                raise BenchError(f"{name} exited with code {process.returncode}")
         counts = read_counts()
         now = time.monotonic()
         if counts is None:
@@ -463,44 +624,24 @@ def measure(
         time.sleep(_next_poll_delay(samples, total, poll_interval))
 
     first_received = next(s for s in samples if s.counts.received > 0)
-    result = {
-        **asdict(throughput_window(samples, total, lambda counts: counts.received)),
+    return {
+        **asdict(throughput_window(samples, total)),
         "startup_seconds": round(first_received.at - started, 3),
         "polls": len(samples) - 1,
         # In-memory tables grow with what was processed; this shows it run over run.
-        "rss_bytes_at_end": worker.memory_info().rss,
+        "rss_bytes_at_end": sum(consumer.memory_info().rss for consumer in consumers),
     }
-    if two_stage:
-        result["from_first_processed"] = asdict(
-            throughput_window(samples, total, lambda counts: counts.processed)
-        )
-    return result
 
 
 # --- the run ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Target:
-    name: str
-    args: list[str]
-    app_id: str
-    counter: Callable[[int, str], Callable[[], Counts | None]]
-    # Two stages (received, then processed later): also report the from-first-processed
-    # window, the one that leaves out the first stage's head start.
-    two_stage: bool
-
-
-def _child_env(
-    broker_url: str,
-    topic: str,
-    partitions: int,
-    app_id: str,
-    run_id: str,
-    web_port: int,
-    data_dir: Path,
+def base_env(
+    *, broker_url: str, topic: str, partitions: int, app_id: str, web_port: int, data_dir: Path
 ) -> dict[str, str]:
-    # Drop any AMLWATCH_* of the caller's shell, so both consumers see only these values.
+    """The environment of a consumer reading ``topic`` as ``app_id``; every other topic it
+    writes is named after ``app_id``, so runs on one broker never read each other's."""
+    # Drop any AMLWATCH_* of the caller's shell, so every consumer sees only these values.
     env = {key: value for key, value in os.environ.items() if not key.startswith("AMLWATCH_")}
     env.update(
         AMLWATCH_BROKER_URL=broker_url,
@@ -508,19 +649,92 @@ def _child_env(
         AMLWATCH_WEB_PORT=str(web_port),
         AMLWATCH_APP_ID=app_id,
         AMLWATCH_TRANSACTIONS_TOPIC=topic,
-        AMLWATCH_DEAD_LETTER_TOPIC=f"bench-dlq-{run_id}-{app_id}",
+        AMLWATCH_DEAD_LETTER_TOPIC=f"{app_id}-dlq",
+        AMLWATCH_ALERTS_TOPIC=f"{app_id}-alerts",
+        AMLWATCH_REPORTS_TOPIC=f"{app_id}-reports",
         AMLWATCH_TOPIC_PARTITIONS=str(partitions),
         AMLWATCH_DATA_DIR=str(data_dir),
     )
     return env
 
 
-def _find_broker_process(binary: str) -> psutil.Process:
+def output_topics(app_id: str) -> list[str]:
+    """The non-internal topics a worker of ``app_id`` writes (see :func:`base_env`)."""
+    return [f"{app_id}-dlq", f"{app_id}-alerts", f"{app_id}-reports"]
+
+
+def pipeline_env(
+    base: dict[str, str],
+    *,
+    population: Population,
+    database_url: str,
+    registry: Path | None,
+) -> dict[str, str]:
+    """``base`` plus what the full pipeline reads: customers, case store, model registry."""
+    env = dict(base)
+    env.update(
+        AMLWATCH_CUSTOMERS_FILE=str(population.customers_csv),
+        AMLWATCH_DATABASE_URL=database_url,
+    )
+    if registry is not None:
+        env["AMLWATCH_MODELS_DIR"] = str(registry)
+    return env
+
+
+def consumer_dir(work_dir: Path, name: str) -> Path:
+    """A scratch directory for one consumer process: its cwd, with its data dir inside.
+
+    Faust writes a data directory even with the memory store, and the bench must leave
+    nothing in the checkout.
+    """
+    directory = work_dir / name
+    # Faust creates only the last level of its datadir (<data_dir>/faust/<app_id>).
+    (directory / "data" / "faust").mkdir(parents=True)
+    return directory
+
+
+def find_broker_process() -> psutil.Process:
+    """The embedded broker among the bench's children."""
+    binary = broker_binary()
     for child in psutil.Process().children():
         with contextlib.suppress(psutil.Error):
-            if child.cmdline() and child.cmdline()[0] == binary:
+            if child.cmdline()[:1] == [binary]:
                 return child
     raise BenchError("embedded broker process not found among the bench's children")
+
+
+def pipeline_outcome(web_ports: Sequence[int], database_url: str) -> dict[str, Any]:
+    """What the workers did (summed over ``web_ports``), once the case store has settled:
+    transactions scored, detections emitted, alerts stored."""
+    metrics = []
+    for port in web_ports:
+        found = read_metrics(port)
+        if found is None:
+            raise BenchError(f"the worker on port {port} did not answer /metrics")
+        metrics.append(found)
+
+    def total(name: str, **labels: str) -> int:
+        return int(sum(metric_total(found, name, **labels) for found in metrics))
+
+    alerts_emitted = total(DETECTIONS_METRIC, outcome="alert")
+    # The case agents store alerts in their own batches: the last ones land after the
+    # last transaction is processed. Wait for them (or give up after a timeout).
+    began = time.monotonic()
+    stored = stored_alerts(database_url)
+    while stored < alerts_emitted and time.monotonic() - began < ALERTS_SETTLE_TIMEOUT_SECONDS:
+        time.sleep(0.2)
+        stored = stored_alerts(database_url)
+    return {
+        "transactions_scored": total(SCORED_METRIC),
+        "detections_emitted": {
+            "alert": alerts_emitted,
+            "alert_by_anomaly_model": total(DETECTIONS_METRIC, outcome="alert", rule_id="anomaly"),
+            "report": total(DETECTIONS_METRIC, outcome="report"),
+        },
+        "alerts_stored": stored,
+        "alerts_settle_seconds": round(time.monotonic() - began, 2),
+        "rebalances": total("faust_total_rebalances"),
+    }
 
 
 def _version(distribution: str) -> str | None:
@@ -554,107 +768,158 @@ def machine_facts() -> dict[str, Any]:
     }
 
 
+def code_state() -> dict[str, Any]:
+    """The commit the workers run and its modified tracked files (others' work in
+    progress in the same tree changes the figures)."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", *args],
+                cwd=REPO_ROOT,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    commit = git("rev-parse", "HEAD")
+    return {
+        "commit": commit.strip() if commit else None,
+        "modified_files": sorted(line[3:] for line in status.splitlines()) if status else [],
+    }
+
+
+def live_progress() -> Progress:
+    """The progress display every bench of this family uses."""
+    return Progress(
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def prepare_run(args: argparse.Namespace, work_dir: Path) -> tuple[LiveWorkload, str]:
+    """The workload (model trained) and a fresh case store for it: (workload, its URL)."""
+    with console.status("simulating the population and training the anomaly model"):
+        workload = build_live_workload(
+            work_dir,
+            customers=args.customers,
+            days=args.days,
+            training_days=args.training_days,
+            seed=args.seed,
+        )
+        database_url = f"sqlite:///{work_dir / 'cases.sqlite3'}"
+        prepare_case_store(database_url, workload.population)
+    console.print(
+        f"{len(workload.records):,} transactions of {len(workload.population.customers):,} "
+        f"customers over {workload.days} days, {workload.scorable:,} past their warm-up; "
+        f"model {workload.model_version}"
+    )
+    return workload, database_url
+
+
 def run_bench(args: argparse.Namespace, log_dir: Path, work_dir: Path) -> dict[str, Any]:
-    """Start the broker, produce the messages, measure both consumers; the result document."""
+    """Train, start the broker, produce the stream, measure both consumers; the result."""
     began = time.monotonic()
+    facts = machine_facts()
+    consumer_cpus, bench_cpus = split_cores(args.core)
+    # Before the broker starts and before any thread: both inherit this set.
+    pin_to(bench_cpus, psutil.Process())
     run_id = uuid.uuid4().hex[:8]
     topic = f"bench-transactions-{run_id}"
-    facts = machine_facts()
-    messages = generate_transactions(args.messages, seed=args.seed, customers=args.customers)
-    payload_bytes = sum(len(value) for _, value in messages)
+    workload, database_url = prepare_run(args, work_dir)
+    total = len(workload.records)
     targets = [
         # The ceiling first: it is quick, and a broken setup shows up in seconds.
-        _Target(
-            "bare_agent",
-            [sys.executable, str(BARE_AGENT_SCRIPT)],
-            f"bench-bare-{run_id}",
-            bare_agent_counter,
-            two_stage=False,
-        ),
-        _Target(
-            "pipeline",
-            [sys.executable, "-c", WORKER_COMMAND],
-            f"bench-pipeline-{run_id}",
-            pipeline_counter,
-            two_stage=True,
-        ),
+        ("bare_agent", [sys.executable, str(BARE_AGENT_SCRIPT)], bare_agent_counter),
+        ("pipeline", [sys.executable, "-c", WORKER_COMMAND], pipeline_counter),
     ]
     results: dict[str, dict[str, Any]] = {}
-    with (
-        EmbeddedBroker(log_path=log_dir / "broker.log") as broker,
-        Progress(
-            TextColumn("{task.description:<28}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress,
-    ):
-        broker_process = _find_broker_process(broker_binary())
-        asyncio.run(ensure_topics(broker.bootstrap, [topic], args.partitions, 1))
-        produce_task = progress.add_task("producing", total=args.messages)
+    with EmbeddedBroker(log_path=log_dir / "broker.log") as broker, live_progress() as progress:
+        broker_process = find_broker_process()
+        app_ids = {name: f"bench-{name.replace('_', '-')}-{run_id}" for name, _, _ in targets}
+        topics = [topic, *output_topics(app_ids["pipeline"])]
+        asyncio.run(ensure_topics(broker.bootstrap, topics, args.partitions, 1))
+        produce_task = progress.add_task("producing", total=total)
         asyncio.run(
             produce(
                 broker.bootstrap,
                 topic,
-                messages,
+                workload.records,
                 lambda sent: progress.advance(produce_task, sent),
             )
         )
-        for target in targets:
-            task = progress.add_task(f"{target.name}: starting", total=args.messages)
+        for name, command, counter in targets:
+            task = progress.add_task(f"{name}: starting", total=total)
             web_port = free_loopback_port()
-            # A scratch directory as cwd and data dir: Faust writes a data directory even
-            # with the memory store, and the bench must leave nothing in the checkout.
-            target_dir = work_dir / target.name
-            data_dir = target_dir / "data"
-            # Faust creates only the last level of its datadir (<data_dir>/faust/<app_id>).
-            (data_dir / "faust").mkdir(parents=True)
-            env = _child_env(
-                broker.url, topic, args.partitions, target.app_id, run_id, web_port, data_dir
+            directory = consumer_dir(work_dir, name)
+            env = base_env(
+                broker_url=broker.url,
+                topic=topic,
+                partitions=args.partitions,
+                app_id=app_ids[name],
+                web_port=web_port,
+                data_dir=directory / "data",
             )
-            log_path = log_dir / f"{target.name}.log"
-            with running_process(target.args, env, log_path, target_dir) as process:
+            if name == "pipeline":
+                env = pipeline_env(
+                    env,
+                    population=workload.population,
+                    database_url=database_url,
+                    registry=workload.registry,
+                )
+            log_path = log_dir / f"{name}.log"
+            with running_process(command, env, log_path, directory, cpus=consumer_cpus) as process:
                 try:
-                    results[target.name] = measure(
-                        target.name,
-                        process,
+                    results[name] = measure(
+                        name,
+                        [process],
                         broker_process,
-                        target.counter(web_port, topic),
-                        args.messages,
+                        counter(web_port, topic),
+                        total,
                         progress,
                         task,
                         poll_interval=args.poll_interval,
                         startup_timeout=args.startup_timeout,
                         stall_timeout=args.stall_timeout,
-                        two_stage=target.two_stage,
                     )
+                    if name == "pipeline":
+                        results[name]["outcome"] = pipeline_outcome([web_port], database_url)
                 except BenchError as exc:
                     tail = log_tail(log_path)
-                    raise BenchError(f"{exc}\n--- end of {target.name}'s log ---\n{tail}") from None
-            progress.update(task, description=f"{target.name}: done")
+                    raise BenchError(f"{exc}\n--- end of {name}'s log ---\n{tail}") from None
+            progress.update(task, description=f"{name}: done")
+        affinity = {
+            "consumer": sorted(consumer_cpus),
+            "broker": sorted(broker_process.cpu_affinity()),
+            "bench": usable_cpus(),
+        }
 
     pipeline, bare = results["pipeline"], results["bare_agent"]
-    first_processed = pipeline["from_first_processed"]
     return {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": facts,
-        "messages": args.messages,
-        "message_bytes": payload_bytes,
-        "customers": args.customers,
-        "seed": args.seed,
-        "partitions": args.partitions,
-        "poll_interval_seconds": args.poll_interval,
-        "run_order": [target.name for target in targets],
+        "code": code_state(),
+        "parameters": {
+            **workload.parameters(),
+            "seed": args.seed,
+            "partitions": args.partitions,
+            "poll_interval_seconds": args.poll_interval,
+            "cpu_affinity": affinity,
+        },
+        "run_order": [name for name, _, _ in targets],
         "pipeline": pipeline,
         "bare_agent": bare,
         "ratio_pipeline_to_bare": {
             "messages_per_cpu_second": _ratio(pipeline, bare, "messages_per_cpu_second"),
             "messages_per_second": _ratio(pipeline, bare, "messages_per_second"),
-            "from_first_processed": {
-                "messages_per_cpu_second": _ratio(first_processed, bare, "messages_per_cpu_second"),
-                "messages_per_second": _ratio(first_processed, bare, "messages_per_second"),
-            },
         },
         "bench_seconds": round(time.monotonic() - began, 1),
     }
@@ -673,16 +938,17 @@ def write_result(document: dict[str, Any], out: Path) -> None:
 
 
 def print_summary(document: dict[str, Any]) -> None:
-    """A short table of both runs and their ratio."""
-    machine = document["machine"]
-    table = Table(title=f"{document['messages']} messages, {machine['cpu_count']} CPUs")
-    for column in ("", "wall s", "CPU s", "msg/s", "msg/CPU-s", "broker CPU s"):
+    """A short table of both runs and their ratio, and what the pipeline did."""
+    params = document["parameters"]
+    table = Table(
+        title=(
+            f"{params['transactions']:,} transactions, {params['customers']:,} customers, "
+            f"consumers on CPU {params['cpu_affinity']['consumer']}"
+        )
+    )
+    for column in ("", "wall s", "CPU s", "msg/s", "msg/CPU-s", "broker CPU s", "other CPU s"):
         table.add_column(column, justify="right" if column else "left")
-    rows = [
-        ("pipeline", document["pipeline"]),
-        ("pipeline, from 1st processed", document["pipeline"]["from_first_processed"]),
-        ("bare_agent", document["bare_agent"]),
-    ]
+    rows = [("pipeline", document["pipeline"]), ("bare_agent", document["bare_agent"])]
     for name, row in rows:
         table.add_row(
             name + (" *" if row["resolution_limited"] else ""),
@@ -691,6 +957,7 @@ def print_summary(document: dict[str, Any]) -> None:
             f"{row['messages_per_second']:,.0f}",
             f"{row['messages_per_cpu_second']:,.0f}",
             f"{row['broker_cpu_seconds']:.2f}",
+            f"{row['other_cpu_seconds']:.2f}",
         )
     ratio = document["ratio_pipeline_to_bare"]
     table.add_row(
@@ -700,19 +967,34 @@ def print_summary(document: dict[str, Any]) -> None:
         f"{ratio['messages_per_second']:.3f}",
         f"{ratio['messages_per_cpu_second']:.3f}",
         "",
+        "",
     )
     console.print(table)
+    outcome = document["pipeline"]["outcome"]
+    console.print(
+        f"scored {outcome['transactions_scored']:,} of {params['scorable_transactions']:,} "
+        f"scorable; alerts emitted {outcome['detections_emitted']['alert']:,} "
+        f"({outcome['detections_emitted']['alert_by_anomaly_model']:,} by the model), "
+        f"stored {outcome['alerts_stored']:,}; "
+        f"worker RSS {document['pipeline']['rss_bytes_at_end'] / 2**20:,.0f} MiB"
+    )
     if any(row["resolution_limited"] for _, row in rows):
         console.print("* shorter than a poll interval or a CPU tick: a lower bound only")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line options."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--messages", type=int, default=20000, help="messages to produce")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the JSON")
-    parser.add_argument("--seed", type=int, default=7, help="seed of the message set")
-    parser.add_argument("--customers", type=int, default=300, help="distinct customer_ids")
+def add_workload_options(parser: argparse.ArgumentParser, *, customers: int, days: int) -> None:
+    """Options of the live workload, shared by the benches that run the full pipeline."""
+    parser.add_argument("--customers", type=int, default=customers, help="simulated customers")
+    parser.add_argument(
+        "--days",
+        type=int,
+        default=days,
+        help="days of live stream; a customer's first 7 days are its warm-up (not scored)",
+    )
+    parser.add_argument(
+        "--training-days", type=int, default=14, help="days of history the model is trained on"
+    )
+    parser.add_argument("--seed", type=int, default=7, help="seed of population and history")
     parser.add_argument(
         "--partitions",
         type=int,
@@ -725,9 +1007,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--log-dir", type=Path, default=None, help="keep broker and worker logs here"
     )
+
+
+def check_workload_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse workloads that cannot give a figure (no customer, no scored transaction)."""
+    if args.customers < 1 or args.days < 1:
+        parser.error("--customers and --days must be at least 1")
+    if args.training_days <= 7:
+        parser.error("--training-days must exceed the 7-day warm-up, or nothing is trained")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    add_workload_options(parser, customers=1000, days=18)
+    parser.add_argument(
+        "--core", type=int, default=None, help="CPU both consumers run on (default: the last)"
+    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the JSON")
     args = parser.parse_args(argv)
-    if args.messages < 1 or args.customers < 1:
-        parser.error("--messages and --customers must be at least 1")
+    check_workload_options(parser, args)
     return args
 
 

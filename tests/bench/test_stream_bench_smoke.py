@@ -12,15 +12,18 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BENCH_SCRIPT = REPO_ROOT / "bench" / "stream_bench.py"
 RATES = ("wall_seconds", "cpu_seconds", "messages_per_second", "messages_per_cpu_second")
+# Small enough for a test, and long enough that some customers are past the warm-up.
+SMALL_WORKLOAD = ["--customers", "60", "--days", "9", "--training-days", "8"]
 
 
 @pytest.mark.integration
 def test_stream_bench_writes_a_complete_result(tmp_path: Path) -> None:
-    """A small run exits 0 and writes every key, with positive rates for both consumers."""
+    """A small run exits 0 and writes every key: positive rates for both consumers, the
+    model scoring every scorable transaction, every alert emitted stored."""
     out = tmp_path / "results" / "stream.json"
 
     completed = subprocess.run(
-        [sys.executable, str(BENCH_SCRIPT), "--messages", "300", "--out", str(out)],
+        [sys.executable, str(BENCH_SCRIPT), *SMALL_WORKLOAD, "--out", str(out)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -30,14 +33,22 @@ def test_stream_bench_writes_a_complete_result(tmp_path: Path) -> None:
 
     assert completed.returncode == 0, completed.stdout + completed.stderr
     result = json.loads(out.read_text())
-    assert result["messages"] == 300
-    assert {"cpu_count", "python", "faust_streaming", "aiokafka"} <= result["machine"].keys()
     assert result["timestamp"]
+    assert {"cpu_count", "python", "faust_streaming", "aiokafka"} <= result["machine"].keys()
+    params = result["parameters"]
+    assert params["customers"] == 60
+    assert params["transactions"] > 0 and params["message_bytes"] > 0
+    assert params["model_version"]
+    affinity = params["cpu_affinity"]
+    assert len(affinity["consumer"]) == 1
     for name in ("pipeline", "bare_agent"):
         for key in RATES:
             assert result[name][key] > 0, (name, key)
-    for key in RATES:
-        assert result["pipeline"]["from_first_processed"][key] > 0
+        assert result[name]["measured_messages"] > 0
+    assert result["pipeline"]["rss_bytes_at_end"] > 0
+    outcome = result["pipeline"]["outcome"]
+    assert outcome["transactions_scored"] == params["scorable_transactions"] > 0
+    assert outcome["alerts_stored"] == outcome["detections_emitted"]["alert"]
     ratio = result["ratio_pipeline_to_bare"]
     assert ratio["messages_per_cpu_second"] > 0
     assert ratio["messages_per_second"] > 0

@@ -1,0 +1,43 @@
+"""The scale-out bench runs one worker, then two in one group; no timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BENCH_SCRIPT = REPO_ROOT / "bench" / "scale_bench.py"
+SMALL_WORKLOAD = ["--customers", "40", "--days", "8", "--training-days", "8"]
+
+
+@pytest.mark.integration
+def test_scale_bench_writes_a_complete_result(tmp_path: Path) -> None:
+    """A small run exits 0; both runs process the whole stream, the group shares it."""
+    out = tmp_path / "results" / "scale.json"
+
+    completed = subprocess.run(
+        [sys.executable, str(BENCH_SCRIPT), *SMALL_WORKLOAD, "--out", str(out)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    result = json.loads(out.read_text())
+    assert result["timestamp"]
+    assert result["parameters"]["partitions"] == 4
+    total = result["parameters"]["transactions"]
+    assert set(result["runs"]) == {"1", "2"}
+    for workers, run in result["runs"].items():
+        assert run["messages_per_second"] > 0 and run["cpu_seconds"] > 0
+        assert run["machine_cpu_share"] > 0
+        assert len(run["processed_by_worker"]) == int(workers)
+        assert sum(run["processed_by_worker"]) == total
+        assert len(run["cpu_affinity"]["workers"]) == int(workers)
+    assert result["ratio"]["messages_per_second"] > 0

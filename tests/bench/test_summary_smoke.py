@@ -1,0 +1,53 @@
+"""The bench summary reads whatever results exist and judges each against its target."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SUMMARY_SCRIPT = REPO_ROOT / "bench" / "summary.py"
+
+
+def _write(directory: Path, name: str, document: dict) -> None:
+    (directory / f"{name}.json").write_text(json.dumps(document))
+
+
+def test_summary_marks_targets_met_and_missing_results(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        "stream",
+        {
+            "timestamp": "2026-11-29T00:00:00+00:00",
+            "machine": {"cpu_count": 2, "python": "3.11"},
+            "pipeline": {"messages_per_second": 3500.0},
+            "ratio_pipeline_to_bare": {"messages_per_second": 0.4, "messages_per_cpu_second": 0.6},
+        },
+    )
+    _write(tmp_path, "memory", {"table": {"bytes_per_customer": 900.0}, "rss_bytes": {}})
+    # p99 under the bound, but at a lower offered rate than the target's: not met.
+    _write(tmp_path, "cases", {"parameters": {"rate": 200}, "latency_seconds": {"p99": 0.1}})
+
+    completed = subprocess.run(
+        [sys.executable, str(SUMMARY_SCRIPT), "--results", str(tmp_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+
+    lines = (tmp_path / "summary.md").read_text().splitlines()
+    rows = {line.split(" | ")[1]: line for line in lines if line.startswith("| ")}
+    assert rows["full pipeline, one worker on one core"].endswith(
+        "| 3,500 tx/s | yes | 2026-11-29 |"
+    )
+    assert "| 0.40 | no |" in rows["pipeline / bare Faust agent (wall rate)"]
+    assert "| 900 bytes | yes |" in rows["customer table, encoded bytes per customer"]
+    assert "| 0.100 s | no |" in rows["alert stored as a case, p99 latency"]
+    assert "| not run |" in rows["2 workers / 1 worker, 4 partitions"]
+    assert any(line.startswith("Machine: 2 CPUs") for line in lines)
