@@ -226,7 +226,6 @@ def build_app(
         behaviour=BehaviourTracker(
             engine.reference.rates,
             country_risk_from_lists(grey=lists.grey, black=lists.black),
-            tz,
         ),
     )
     # Computed when scraped: the table changes on every batch and by recovery.

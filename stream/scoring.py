@@ -115,10 +115,9 @@ class LiveModel:
 class BehaviourTracker:
     """Applies each new transaction to its customer's profile, with features when due."""
 
-    def __init__(self, rates: RateTable, country_risk: CountryRiskFunction, tz: tzinfo) -> None:
+    def __init__(self, rates: RateTable, country_risk: CountryRiskFunction) -> None:
         self.rates = rates
         self.country_risk = country_risk
-        self.tz = tz
 
     def observe(
         self,

@@ -61,7 +61,7 @@ def tracker() -> BehaviourTracker:
     reference = build_rule_engine(Settings()).reference
     lists = reference.country_lists
     return BehaviourTracker(
-        reference.rates, country_risk_from_lists(grey=lists.grey, black=lists.black), TZ
+        reference.rates, country_risk_from_lists(grey=lists.grey, black=lists.black)
     )
 
 
