@@ -4,7 +4,9 @@ Both figures come from one run over the same simulated history (fixed seed), app
 in event order exactly as the backtest does:
 
 - ``state_only``: the engine with an empty pack (conversion, state update, expiry);
-- ``full_pack``: the engine with the packaged pboc pack.
+- ``full_pack``: the engine with the packaged pboc pack;
+- ``state_json``: each customer's rules state at the end, as the worker writes it to
+  the table (compact JSON): bytes per customer, and microseconds to encode and decode.
 
 Usage: ``.venv/bin/python bench/rules_bench.py [--customers N] [--days N] [--out PATH]``
 """
@@ -15,6 +17,7 @@ import argparse
 import dataclasses
 import json
 import platform
+import statistics
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -26,6 +29,7 @@ from core.settings import Settings
 from core.transaction import Transaction, transaction_from_mapping
 from rules.backtest import in_event_order, run_backtest
 from rules.engine import RuleEngine
+from rules.state import CustomerState
 from stream.detection_engine import build_rule_engine
 from stream.simulator import derive_rng, generate_history, generate_reference
 
@@ -43,6 +47,32 @@ def measure(engine: RuleEngine, transactions: list[Transaction], customers: dict
         "transactions_per_second": round(len(transactions) / wall, 1),
         "transactions_per_cpu_second": round(len(transactions) / cpu, 1),
         "detections": detections,
+    }
+
+
+def state_json(engine: RuleEngine, transactions: list[Transaction], customers: dict) -> dict:
+    """Size and encode/decode cost of every customer's final rules state."""
+    states: dict[str, CustomerState] = {}
+    for tx in transactions:
+        state = states.setdefault(tx.customer_id, CustomerState())
+        engine.process(state, tx, customers.get(tx.customer_id))
+    # The second write of each state is timed: the worker writes a customer every batch.
+    documents = [json.dumps(state.to_dict(), separators=(",", ":")) for state in states.values()]
+    cpu = time.process_time()
+    documents = [json.dumps(state.to_dict(), separators=(",", ":")) for state in states.values()]
+    encode = time.process_time() - cpu
+    cpu = time.process_time()
+    for document in documents:
+        CustomerState.from_dict(json.loads(document))
+    decode = time.process_time() - cpu
+    sizes = sorted(len(document.encode()) for document in documents)
+    return {
+        "customers": len(sizes),
+        "mean_bytes": round(statistics.mean(sizes)),
+        "p95_bytes": sizes[int(0.95 * (len(sizes) - 1))],
+        "max_bytes": sizes[-1],
+        "encode_microseconds": round(encode / len(sizes) * 1e6, 1),
+        "decode_microseconds": round(decode / len(sizes) * 1e6, 1),
     }
 
 
@@ -70,6 +100,7 @@ def main() -> None:
     console.print(f"{len(transactions):,} transactions, {args.customers} customers")
     state_only = measure(empty, transactions, customers)
     full_pack = measure(engine, transactions, customers)
+    sizes = state_json(engine, transactions, customers)
     result = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
@@ -81,6 +112,7 @@ def main() -> None:
         "rules": len(engine.pack.rules),
         "state_only": state_only,
         "full_pack": full_pack,
+        "state_json": sizes,
         "full_pack_cost_relative_to_state_only": round(
             state_only["transactions_per_cpu_second"] / full_pack["transactions_per_cpu_second"],
             2,
@@ -100,6 +132,11 @@ def main() -> None:
             f"{figures['detections']:,}",
         )
     console.print(table)
+    console.print(
+        f"rules state JSON per customer: {sizes['mean_bytes']:,} bytes on average, "
+        f"{sizes['p95_bytes']:,} at p95; encode {sizes['encode_microseconds']:.0f} us, "
+        f"decode {sizes['decode_microseconds']:.0f} us"
+    )
     console.print(f"wrote {args.out}")
 
 
