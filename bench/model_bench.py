@@ -135,7 +135,7 @@ def main() -> None:
     scoring = scoring_figures(detector, matrix)
 
     # The worker's path: every transaction through the tracker, scoring every 100 rows.
-    tracker = BehaviourTracker(rates, risk, SHANGHAI)
+    tracker = BehaviourTracker(rates, risk)
     model = ActiveModel("bench", detector)
     streamed = transactions[:20_000]
 

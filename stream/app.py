@@ -85,7 +85,7 @@ ANOMALY_COOLDOWN_KEY = "anomaly:cooldown"
 DEV_SESSION_TIMEOUT_SECONDS = 4.0
 # A batch pays once for its changelog round trip, case-store commit and forest call;
 # the wait bounds what a quiet stream adds to a transaction's latency.
-BATCH_MAX_EVENTS = 100
+BATCH_MAX_EVENTS = 500
 BATCH_WAIT_SECONDS = 0.05
 
 DeadLetter = Callable[[EventT, str, str, str | None], Awaitable[None]]
