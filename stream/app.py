@@ -87,6 +87,7 @@ DEV_SESSION_TIMEOUT_SECONDS = 4.0
 # the wait bounds what a quiet stream adds to a transaction's latency.
 BATCH_MAX_EVENTS = 500
 BATCH_WAIT_SECONDS = 0.05
+SLOW_DURABILITY_SECONDS = 15.0
 
 DeadLetter = Callable[[EventT, str, str, str | None], Awaitable[None]]
 # Where a decoded transaction sits in an ordered input: (stream name, offset).
@@ -420,8 +421,12 @@ async def _apply_batch_alone(
         # The batch is acknowledged when this returns: its records must be durable
         # first, and its transactions kept (redelivered ones too: keeping is idempotent).
         kept_transactions = [tx for tx, _ in applied]
-        await asyncio.gather(
-            table.confirm_written(), *(keep(kept_transactions) for keep in built.transaction_sinks)
+        await _until_durable(
+            len(batch),
+            asyncio.gather(
+                table.confirm_written(),
+                *(keep(kept_transactions) for keep in built.transaction_sinks),
+            ),
         )
     except BaseException:
         # Records changed in place but not (all) written: re-read them next time.
@@ -435,6 +440,27 @@ async def _apply_batch_alone(
         else:
             metrics.processed.inc()
             metrics.latency.observe(max(0.0, done - tx.event_epoch))
+
+
+async def _until_durable(size: int, durable: asyncio.Future[Any]) -> None:
+    """Wait for a batch's writes; say so in the log while they take unusually long.
+
+    The wait has no deadline (giving up would acknowledge a batch whose state may be
+    lost), so a stuck broker or case store must at least show where the worker waits.
+    """
+    waited = 0.0
+    while True:
+        try:
+            await asyncio.wait_for(asyncio.shield(durable), SLOW_DURABILITY_SECONDS)
+            return
+        except TimeoutError:
+            waited += SLOW_DURABILITY_SECONDS
+            log.warning(
+                "a batch of %d has waited %.0fs for its changelog writes and case-store "
+                "keep; still waiting",
+                size,
+                waited,
+            )
 
 
 def _take_anomaly(state: CustomerState, detection: Detection) -> bool:

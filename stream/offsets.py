@@ -35,6 +35,7 @@ from prometheus_client import Counter
 
 log = logging.getLogger(__name__)
 RESEEK_SECONDS = 2.0
+SLOW_REREAD_SECONDS = 10.0
 # Every live watch, for the timer that repeats seeks nothing else would trigger.
 WATCHES: weakref.WeakSet[OffsetJumpWatch] = weakref.WeakSet()
 
@@ -72,6 +73,7 @@ class OffsetJumpWatch:
         self.next_offset: dict[Any, int] = {}
         self.rewinding: dict[Any, int] = {}
         self.sought_at: dict[Any, float] = {}
+        self.first_sought_at: dict[Any, float] = {}
 
     async def admit(self, event: EventT) -> bool:
         """Whether the agent may handle ``event`` now (False: it comes again, in order)."""
@@ -87,6 +89,7 @@ class OffsetJumpWatch:
                 await self.seek_again_if_stalled()
                 return False
             del self.rewinding[tp]
+            self.first_sought_at.pop(tp, None)
         else:
             expected = self.next_offset.get(tp)
             if expected is not None and offset > expected:
@@ -117,6 +120,15 @@ class OffsetJumpWatch:
         now = time.monotonic()
         for tp, awaited in list(self.rewinding.items()):
             if now - self.sought_at[tp] > RESEEK_SECONDS:
+                waited = now - self.first_sought_at.setdefault(tp, self.sought_at[tp])
+                if waited > SLOW_REREAD_SECONDS:
+                    # A stretch that never comes back stalls the partition: say where.
+                    log.warning(
+                        "offset %d of %s has not come back in %.0fs; seeking to it again",
+                        awaited,
+                        tp,
+                        waited,
+                    )
                 self.sought_at[tp] = now
                 await self.seek(tp, awaited)
 
