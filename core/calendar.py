@@ -2,20 +2,28 @@
 
 Regulatory deadlines count working days: the PBoC large-value report is due within five
 working days of the transaction. A working calendar only knows the years its holiday
-data covers, and refuses to answer outside them: a deadline computed from a calendar
-that silently treats next year's Spring Festival as ordinary weekdays is worse than
-an error.
+data covers. Outside them it refuses to answer by default: a deadline computed from a
+calendar that silently treats next year's Spring Festival as ordinary weekdays is worse
+than an error. A calendar built with ``earliest_beyond`` instead counts every day after
+its last year as a working day, which gives the earliest deadline the real schedule
+could give (holidays only push a deadline later; a make-up working weekend is still a
+day), and says so in the log: the case store uses it, so a detection past the horizon
+becomes a case with a deadline that is early rather than no case at all.
 """
 
 from __future__ import annotations
 
+import logging
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from datetime import date, datetime, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 
 from core.errors import InvalidInput
 
 SATURDAY = 5
+log = logging.getLogger(__name__)
+# Years already reported as counted provisionally, so the log says it once per process.
+_PROVISIONAL_YEARS_LOGGED: set[int] = set()
 
 
 def bank_day(moment: datetime, tz: tzinfo) -> date:
@@ -44,7 +52,9 @@ class WorkingCalendar:
     """Working days of the covered years: weekdays minus holidays, plus make-up days.
 
     ``first_year`` and ``last_year`` default to the years of the earliest and latest
-    listed date; every question about a day outside them raises DateOutsideCalendar.
+    listed date; every question about a day outside them raises DateOutsideCalendar,
+    except, with ``earliest_beyond``, days after them: each of those counts as a
+    working day (see the module's docstring).
     """
 
     holidays: frozenset[date]
@@ -53,6 +63,7 @@ class WorkingCalendar:
     source: str
     first_year: int | None = None
     last_year: int | None = None
+    earliest_beyond: bool = False
     # Ordinals of every working day in the covered years, ascending: deadline arithmetic
     # becomes two binary searches instead of a walk over the days.
     _working_ordinals: tuple[int, ...] = field(init=False, repr=False, compare=False)
@@ -99,6 +110,8 @@ class WorkingCalendar:
     def is_working_day(self, day: date) -> bool:
         """A weekday that is not a holiday, or a listed make-up working day."""
         self._check(day)
+        if day.year >= self.years.stop:
+            return True  # earliest_beyond: every day past the data counts
         return self._rule(day)
 
     def add_working_days(self, day: date, n: int) -> date:
@@ -109,21 +122,50 @@ class WorkingCalendar:
             return day
         if n > 0:
             # Working days up to and including ``day`` come before the answer.
-            index = bisect_right(ordinals, day.toordinal()) + n - 1
+            index = self._rank(day) + n - 1
         else:
             index = bisect_left(ordinals, day.toordinal()) + n
-        if not 0 <= index < len(ordinals):
+            if day.year >= self.years.stop:
+                index = self._rank(day) + n - 1
+        if index < 0 or (index >= len(ordinals) and not self.earliest_beyond):
             # The answer lies beyond the covered years: name the first uncovered day.
             beyond = date(self.years.stop, 1, 1) if n > 0 else date(self.years.start - 1, 12, 31)
             raise DateOutsideCalendar(beyond, self.years.start, self.years.stop - 1, self.as_of)
+        if index >= len(ordinals):
+            answer = self._first_day_beyond() + timedelta(days=index - len(ordinals))
+            self._note_provisional(answer)
+            return answer
         return date.fromordinal(ordinals[index])
 
     def working_days_between(self, start: date, end: date) -> int:
         """Working days after ``start`` up to and including ``end`` (negative if end < start)."""
         self._check(start)
         self._check(end)
+        return self._rank(end) - self._rank(start)
+
+    def _rank(self, day: date) -> int:
+        """Working days of the covered years up to and including ``day``, plus, past them
+        (``earliest_beyond``), every day from the first uncovered one to ``day``."""
         ordinals = self._working_ordinals
-        return bisect_right(ordinals, end.toordinal()) - bisect_right(ordinals, start.toordinal())
+        if day.year < self.years.stop:
+            return bisect_right(ordinals, day.toordinal())
+        self._note_provisional(day)
+        return len(ordinals) + (day - self._first_day_beyond()).days + 1
+
+    def _first_day_beyond(self) -> date:
+        return date(self.years.stop, 1, 1)
+
+    def _note_provisional(self, day: date) -> None:
+        if day.year not in _PROVISIONAL_YEARS_LOGGED:
+            _PROVISIONAL_YEARS_LOGGED.add(day.year)
+            log.warning(
+                "no holiday data for %d (%s covers %d-%d): its deadlines count every day as "
+                "a working day, the earliest they can be; load the year's holiday schedule",
+                day.year,
+                self.source,
+                self.years.start,
+                self.years.stop - 1,
+            )
 
     def _rule(self, day: date) -> bool:
         if day in self.working_weekends:
@@ -131,8 +173,9 @@ class WorkingCalendar:
         return day.weekday() < SATURDAY and day not in self.holidays
 
     def _check(self, day: date) -> None:
-        if not self.covers(day):
-            raise DateOutsideCalendar(day, self.years.start, self.years.stop - 1, self.as_of)
+        if self.covers(day) or (self.earliest_beyond and day.year >= self.years.stop):
+            return
+        raise DateOutsideCalendar(day, self.years.start, self.years.stop - 1, self.as_of)
 
 
 def _min_year(days: frozenset[date]) -> int | None:

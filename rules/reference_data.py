@@ -219,8 +219,12 @@ def load_rates(path: Path | None = None) -> RateTable:
     return RateTable(as_of=header.as_of, source=header.source, cny_per_unit=cny, usd_per_unit=usd)
 
 
-def load_calendar(path: Path | None = None) -> WorkingCalendar:
-    """The working calendar from ``path``, or the packaged ``holidays-cn.csv``."""
+def load_calendar(path: Path | None = None, *, earliest_beyond: bool = False) -> WorkingCalendar:
+    """The working calendar from ``path``, or the packaged ``holidays-cn.csv``.
+
+    ``earliest_beyond``: past the file's last year every day counts as a working day
+    (see :class:`~core.calendar.WorkingCalendar`) instead of being refused.
+    """
     name, text = _read(path, HOLIDAYS_FILE)
     header = _header(name, text)
     holidays: set[date] = set()
@@ -269,6 +273,7 @@ def load_calendar(path: Path | None = None) -> WorkingCalendar:
         source=header.source,
         first_year=years.start,
         last_year=years.stop - 1,
+        earliest_beyond=earliest_beyond,
     )
 
 

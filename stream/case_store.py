@@ -65,8 +65,14 @@ def deadline_policy(settings: Settings) -> DeadlinePolicy:
 
 
 def working_calendar(settings: Settings) -> WorkingCalendar:
-    """The holiday calendar of AMLWATCH_HOLIDAYS_FILE, or the packaged one."""
-    return load_calendar(settings.holidays_file)
+    """The holiday calendar of AMLWATCH_HOLIDAYS_FILE, or the packaged one.
+
+    Past its last year every day counts as a working day: a detection whose deadline
+    runs past the holiday data still becomes a case or report record, due at the
+    earliest the real schedule could make it (and the log says so), instead of being
+    refused and dead-lettered.
+    """
+    return load_calendar(settings.holidays_file, earliest_beyond=True)
 
 
 class CaseStore:

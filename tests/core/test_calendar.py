@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+import core.calendar
 from core.calendar import DateOutsideCalendar, WorkingCalendar, bank_day
 from core.errors import InvalidInput
 from rules.reference_data import load_calendar
@@ -170,3 +171,50 @@ def test_explicit_year_range_and_validation() -> None:
         WorkingCalendar(frozenset({date(2029, 1, 1)}), frozenset(), None, "t", 2030, 2030)
     with pytest.raises(InvalidInput, match="needs dates"):
         WorkingCalendar(frozenset(), frozenset(), None, "t")
+
+
+# --------------------------------------------------------------------------- past the data
+
+
+def test_past_the_covered_years_every_day_counts_when_asked(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(core.calendar, "_PROVISIONAL_YEARS_LOGGED", set())
+    calendar = load_calendar(earliest_beyond=True)
+
+    # Mon 2026-12-28 + 5: 29-31 December, then 1 and 2 January 2027 (a holiday and a
+    # Saturday in any real schedule) count too: the earliest the deadline can be.
+    assert calendar.add_working_days(date(2026, 12, 28), 5) == date(2027, 1, 2)
+    assert calendar.is_working_day(date(2027, 1, 3))
+    assert calendar.working_days_between(date(2026, 12, 28), date(2027, 1, 2)) == 5
+    assert calendar.add_working_days(date(2027, 1, 10), -3) == date(2027, 1, 7)
+    assert calendar.add_working_days(date(2027, 1, 2), -3) == date(2026, 12, 30)
+    start = date(2026, 11, 20)
+    for n in range(0, 60, 3):
+        end = calendar.add_working_days(start, n)
+        assert calendar.working_days_between(start, end) == n
+    assert "no holiday data for 2027" in caplog.text
+    # Before the data nothing changes: still refused.
+    with pytest.raises(DateOutsideCalendar):
+        calendar.add_working_days(date(2023, 12, 29), 1)
+    with pytest.raises(DateOutsideCalendar):
+        calendar.is_working_day(date(2023, 6, 1))
+
+
+def test_counting_every_day_past_the_data_is_never_later_than_the_real_schedule() -> None:
+    # A made-up 2031 with a week-long holiday and two make-up Saturdays around it.
+    holidays = frozenset({date(2030, 1, 1)} | {date(2031, 2, d) for d in range(3, 10)})
+    make_up = frozenset({date(2031, 2, 1), date(2031, 2, 15)})
+    known = WorkingCalendar(holidays, make_up, as_of=None, source="test")
+    guessed = WorkingCalendar(
+        frozenset({date(2030, 1, 1)}),
+        frozenset(),
+        as_of=None,
+        source="test",
+        last_year=2030,
+        earliest_beyond=True,
+    )
+    for offset in range(0, 70):
+        day = date(2030, 12, 1) + timedelta(days=offset)
+        for n in (1, 3, 5, 10, 20):
+            assert guessed.add_working_days(day, n) <= known.add_working_days(day, n)

@@ -119,6 +119,8 @@ def test_packaged_or_configured_holiday_calendar(tmp_path: Path) -> None:
     with CaseStore.open(settings_for(tmp_path, holidays_file=holidays)) as store:
         assert not store.calendar.is_working_day(date(2025, 6, 3))
         assert store.calendar.is_working_day(date(2025, 10, 1))
+        # Past the data, deadlines are the earliest possible, not refused.
+        assert store.calendar.add_working_days(date(2025, 12, 30), 3) == date(2026, 1, 2)
     holidays.write_text("date,kind,name\n", encoding="utf-8")
     with pytest.raises(ReferenceDataError, match="as_of"):
         CaseStore.open(settings_for(tmp_path, holidays_file=holidays))
