@@ -28,7 +28,6 @@ import contextlib
 import itertools
 import math
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -58,15 +57,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from stream_bench import (
     BenchError,
     Counts,
+    code_state,
     log_tail,
     machine_busy_seconds,
     machine_facts,
+    pin_to,
     pipeline_counter,
     run_main,
     running_process,
+    split_cores,
 )
 
-import core
 from alerts.actors import Actor, Role
 from alerts.database import (
     AlertRow,
@@ -385,32 +386,6 @@ def wait_for(
     return False
 
 
-def code_state() -> dict[str, Any]:
-    """The commit of the code the worker runs, and its modified tracked files, if any.
-
-    Taken where ``core`` is imported from (what the worker runs), which is not always
-    this file's checkout: other work in progress in the same tree changes the figures.
-    """
-    root = Path(core.__file__).resolve().parent.parent
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(
-                ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout
-
-    status = git("status", "--porcelain", "--untracked-files=no")
-    commit = git("rev-parse", "HEAD")
-    return {
-        "path": str(root),
-        "commit": commit.strip() if commit else None,
-        "modified_files": sorted(line[3:] for line in status.splitlines()) if status else [],
-    }
-
-
 def broker_process() -> psutil.Process | None:
     """The embedded broker among the bench's children (for its CPU time), if found."""
     binary = broker_binary()
@@ -540,6 +515,11 @@ def run_bench(args: argparse.Namespace, log_dir: Path, work_dir: Path) -> dict[s
     code = code_state()
     settings = Settings()
     database_url = args.database_url or f"sqlite:///{work_dir / 'cases.sqlite3'}"
+    # The worker alone on one core; the broker, this bench's producer and poller (and
+    # PostgreSQL's backends if used) on the others. Set before the broker starts, which
+    # inherits it.
+    worker_cpus, bench_cpus = split_cores(None)
+    pin_to(bench_cpus, psutil.Process())
 
     with console.status("generating the history and running the backtest"):
         workload = build_workload(args, work_dir, settings)
@@ -577,7 +557,7 @@ def run_bench(args: argparse.Namespace, log_dir: Path, work_dir: Path) -> dict[s
         )
         spawned = time.monotonic()
         command = [sys.executable, "-c", WORKER_COMMAND]
-        with running_process(command, env, worker_log, work_dir) as process:
+        with running_process(command, env, worker_log, work_dir, cpus=worker_cpus) as process:
             try:
                 result = _measure(
                     args, workload, broker, process, web_port, topic, reader, progress, spawned
@@ -606,6 +586,7 @@ def run_bench(args: argparse.Namespace, log_dir: Path, work_dir: Path) -> dict[s
             "database": make_url(database_url).get_backend_name(),
             "poll_interval_seconds": args.poll_interval,
             "anomaly_model": None,  # the worker's registry is empty: rules only
+            "worker_cpus": sorted(worker_cpus),
         },
         **result,
         "bench_seconds": round(time.monotonic() - began, 1),
