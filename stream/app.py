@@ -283,7 +283,7 @@ def _register_agents(built: AmlwatchApp) -> None:
         async for batch in batches:
             here: list[Received] = []
             for event in batch:
-                if not await watch.admit(event):
+                if not (watch.in_order(event) or await watch.admit(event)):
                     continue
                 source = event.message
                 try:
@@ -319,7 +319,7 @@ def _register_agents(built: AmlwatchApp) -> None:
         async for batch in batches:
             received: list[Received] = []
             for event in batch:
-                if not await watch.admit(event):
+                if not (watch.in_order(event) or await watch.admit(event)):
                     continue
                 try:
                     tx = decode_transaction(

@@ -248,7 +248,7 @@ def register_case_agents(
         )
         watch = OffsetJumpWatch(metrics.offset_jumps, app.consumer.seek)
         async for batch in batches:
-            batch = [event for event in batch if await watch.admit(event)]
+            batch = [e for e in batch if watch.in_order(e) or await watch.admit(e)]
             received: list[tuple[EventT, Detection]] = []
             for event in batch:
                 try:

@@ -75,6 +75,20 @@ class OffsetJumpWatch:
         self.sought_at: dict[Any, float] = {}
         self.first_sought_at: dict[Any, float] = {}
 
+    def in_order(self, event: EventT) -> bool:
+        """The common case without a coroutine per record: True when ``event`` is the
+        next of its partition and nothing is being read again (it is then admitted);
+        False means: ask :meth:`admit`."""
+        message = event.message
+        tp, offset = message.tp, message.offset
+        if tp in self.rewinding:
+            return False
+        expected = self.next_offset.get(tp)
+        if expected is not None and offset > expected:
+            return False
+        self.next_offset[tp] = offset + 1
+        return True
+
     async def admit(self, event: EventT) -> bool:
         """Whether the agent may handle ``event`` now (False: it comes again, in order)."""
         message = event.message
