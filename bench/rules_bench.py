@@ -7,8 +7,13 @@ in event order exactly as the backtest does:
 - ``full_pack``: the engine with the packaged pboc pack;
 - ``state_json``: each customer's rules state at the end, as the worker writes it to
   the table (compact JSON): bytes per customer, and microseconds to encode and decode.
+- ``record_json``: whole table values (rules state and behaviour profile) after
+  ``--record-days`` days of ``--record-customers`` customers, each written once, then one
+  more transaction per customer and the timed write the worker then makes: microseconds
+  per write (``CustomerRecord.to_json_bytes``) and to decode, mean bytes per half.
 
 Usage: ``.venv/bin/python bench/rules_bench.py [--customers N] [--days N] [--out PATH]``
+(``--record-customers N --record-days N`` for the table values)
 """
 
 from __future__ import annotations
@@ -27,10 +32,13 @@ from rich.table import Table
 
 from core.settings import Settings
 from core.transaction import Transaction, transaction_from_mapping
+from models.features import country_risk_from_lists
 from rules.backtest import in_event_order, run_backtest
 from rules.engine import RuleEngine
 from rules.state import CustomerState
+from stream.customer_table import CustomerRecord
 from stream.detection_engine import build_rule_engine
+from stream.scoring import BehaviourTracker
 from stream.simulator import derive_rng, generate_history, generate_reference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,9 +65,9 @@ def state_json(engine: RuleEngine, transactions: list[Transaction], customers: d
         state = states.setdefault(tx.customer_id, CustomerState())
         engine.process(state, tx, customers.get(tx.customer_id))
     # The second write of each state is timed: the worker writes a customer every batch.
-    documents = [json.dumps(state.to_dict(), separators=(",", ":")) for state in states.values()]
+    documents = [state.to_json() for state in states.values()]
     cpu = time.process_time()
-    documents = [json.dumps(state.to_dict(), separators=(",", ":")) for state in states.values()]
+    documents = [state.to_json() for state in states.values()]
     encode = time.process_time() - cpu
     cpu = time.process_time()
     for document in documents:
@@ -76,11 +84,70 @@ def state_json(engine: RuleEngine, transactions: list[Transaction], customers: d
     }
 
 
+def record_json(engine: RuleEngine, *, customers: int, days: int, seed: int) -> dict:
+    """Cost of the worker's table write: a record changed by one transaction, encoded again."""
+    rng = derive_rng(seed, "record-bench")
+    people, _managers = generate_reference(rng, customers, max(1, customers // 25),
+                                           as_of=date(2026, 1, 1))  # fmt: skip
+    history = generate_history(rng, people, start=date(2026, 1, 1), days=days + 1)
+    transactions = in_event_order(transaction_from_mapping(document) for document in history)
+    known = {c.customer_id: c for c in people}
+    tz = engine.reference.timezone
+    lists = engine.reference.country_lists
+    behaviour = BehaviourTracker(
+        engine.reference.rates, country_risk_from_lists(grey=lists.grey, black=lists.black)
+    )
+    last_day = date(2026, 1, 1).toordinal() + days
+    records: dict[str, CustomerRecord] = {}
+    following: dict[str, Transaction] = {}
+
+    def apply(tx: Transaction) -> None:
+        record = records.setdefault(tx.customer_id, CustomerRecord.new(tz))
+        customer = known.get(tx.customer_id)
+        engine.process(record.rules, tx, customer)
+        behaviour.observe(record.profile, tx, customer, scoring=False)
+
+    for tx in transactions:
+        if tx.timestamp.astimezone(tz).toordinal() < last_day:
+            apply(tx)
+        elif tx.customer_id in records:
+            following.setdefault(tx.customer_id, tx)
+    for record in records.values():
+        record.to_json_bytes()  # the write of the batch before
+    for tx in following.values():
+        apply(tx)
+    changed = [records[customer_id] for customer_id in following]
+    cpu = time.process_time()
+    written = [record.to_json_bytes() for record in changed]
+    encode = time.process_time() - cpu
+    cpu = time.process_time()
+    for raw in written:
+        CustomerRecord.from_json_bytes(raw, tz=tz)
+    decode = time.process_time() - cpu
+    halves = [json.loads(raw) for raw in written]
+    return {
+        "customers": len(records),
+        "writes": len(written),
+        "days": days,
+        "encode_microseconds": round(encode / len(written) * 1e6, 1),
+        "decode_microseconds": round(decode / len(written) * 1e6, 1),
+        "mean_bytes": round(statistics.mean(len(raw) for raw in written)),
+        "mean_rules_bytes": round(statistics.mean(len(_compact(h["rules"])) for h in halves)),
+        "mean_profile_bytes": round(statistics.mean(len(_compact(h["profile"])) for h in halves)),
+    }
+
+
+def _compact(document: object) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=300)
     parser.add_argument("--days", type=int, default=120)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--record-customers", type=int, default=1000)
+    parser.add_argument("--record-days", type=int, default=60)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "rules.json")
     args = parser.parse_args()
 
@@ -101,6 +168,9 @@ def main() -> None:
     state_only = measure(empty, transactions, customers)
     full_pack = measure(engine, transactions, customers)
     sizes = state_json(engine, transactions, customers)
+    records = record_json(
+        engine, customers=args.record_customers, days=args.record_days, seed=args.seed
+    )
     result = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
@@ -113,6 +183,7 @@ def main() -> None:
         "state_only": state_only,
         "full_pack": full_pack,
         "state_json": sizes,
+        "record_json": records,
         "full_pack_cost_relative_to_state_only": round(
             state_only["transactions_per_cpu_second"] / full_pack["transactions_per_cpu_second"],
             2,
@@ -136,6 +207,12 @@ def main() -> None:
         f"rules state JSON per customer: {sizes['mean_bytes']:,} bytes on average, "
         f"{sizes['p95_bytes']:,} at p95; encode {sizes['encode_microseconds']:.0f} us, "
         f"decode {sizes['decode_microseconds']:.0f} us"
+    )
+    console.print(
+        f"table value after {records['days']} days: {records['mean_bytes']:,} bytes on average "
+        f"(rules {records['mean_rules_bytes']:,}, profile {records['mean_profile_bytes']:,}); "
+        f"write {records['encode_microseconds']:.0f} us, "
+        f"decode {records['decode_microseconds']:.0f} us"
     )
     console.print(f"wrote {args.out}")
 

@@ -233,7 +233,7 @@ class CounterpartyMemory:
     runs this same structure rather than a pandas imitation of it.
     """
 
-    __slots__ = ("_last_day", "_last_used_on")
+    __slots__ = ("_last_day", "_last_used_on", "_text")
 
     def __init__(self, last_day: OrderedDict[str, int] | None = None) -> None:
         # Least recently used first.
@@ -241,6 +241,8 @@ class CounterpartyMemory:
         # day -> how many remembered counterparties were last used that day: a 7-day
         # count is then seven look-ups instead of a pass over the whole memory.
         self._last_used_on: dict[int, int] = {}
+        # (reference day, digests, days back) as JSON text, until the memory changes.
+        self._text: tuple[int, str, str] | None = None
         for seen in self._last_day.values():
             self._last_used_on[seen] = self._last_used_on.get(seen, 0) + 1
 
@@ -260,6 +262,7 @@ class CounterpartyMemory:
         """Remember ``key`` as used on ``day``; forget the least recently used beyond the bound."""
         if key is None:
             return
+        self._text = None
         previous = self._last_day.pop(key, None)
         if previous is not None:
             self._forget_use(previous)
@@ -278,6 +281,18 @@ class CounterpartyMemory:
 
     def to_lists(self, reference_day: int) -> tuple[list[str], list[int]]:
         return list(self._last_day), [reference_day - day for day in self._last_day.values()]
+
+    def to_json_texts(self, reference_day: int) -> tuple[str, str]:
+        """The digests as a base64 JSON string and their days back as a JSON list."""
+        text = self._text
+        if text is None or text[0] != reference_day:
+            keys, offsets = self.to_lists(reference_day)
+            text = self._text = (
+                reference_day,
+                f'"{base64.b64encode(bytes.fromhex("".join(keys))).decode()}"',
+                f"[{_ints(offsets)}]",
+            )
+        return text[1], text[2]
 
     @classmethod
     def from_lists(
@@ -332,9 +347,15 @@ class BehaviourProfile:
         self.daily: dict[int, list[int]] = {}
         self._kept_count = 0
         self._kept_fen = 0
+        # (newest day, entries, the days before it as JSON list items of "dc" and "df"):
+        # unchanged until a late transaction lands on an earlier day, and a new day only
+        # shifts them (see _daily_json).
+        self._daily_tail: tuple[int, int, str, str] | None = None
         # local day ordinal and rounded log amount of the last transactions, in arrival order
         self.amount_days: list[int] = []
         self.amount_logs: list[float] = []
+        # amount_logs in thousandths as JSON text, kept in step: written at every write.
+        self._amount_texts: list[str] = []
         self.counterparties = CounterpartyMemory()
 
     def facts(self, tx: Transaction, amount_cny: Decimal) -> TransactionFacts:
@@ -501,13 +522,18 @@ class BehaviourProfile:
             self.last_day = day
             self._set_daily({at: b for at, b in self.daily.items() if at > day - DAYS_KEPT})
             kept = [
-                (at, value)
-                for at, value in zip(self.amount_days, self.amount_logs, strict=True)
+                (at, value, text)
+                for at, value, text in zip(
+                    self.amount_days, self.amount_logs, self._amount_texts, strict=True
+                )
                 if at >= day - BASELINE_DAYS
             ]
-            self.amount_days = [at for at, _ in kept]
-            self.amount_logs = [value for _, value in kept]
+            self.amount_days = [at for at, _, _ in kept]
+            self.amount_logs = [value for _, value, _ in kept]
+            self._amount_texts = [text for _, _, text in kept]
         if day > self.last_day - DAYS_KEPT:
+            if day != self.last_day:
+                self._daily_tail = None
             day_bucket = self.daily.setdefault(day, [0, 0])
             day_bucket[0] += 1
             day_bucket[1] += fen
@@ -515,7 +541,9 @@ class BehaviourProfile:
             self._kept_fen += fen
         self.amount_days.append(day)
         self.amount_logs.append(_amount_key(_log_amount(fen)))
+        self._amount_texts.append(str(round(self.amount_logs[-1] * 1000)))
         del self.amount_days[:-AMOUNT_SAMPLES], self.amount_logs[:-AMOUNT_SAMPLES]
+        del self._amount_texts[:-AMOUNT_SAMPLES]
 
         self.counterparties.update(counterparty, day)
 
@@ -558,6 +586,78 @@ class BehaviourProfile:
             "cp": base64.b64encode(bytes.fromhex("".join(keys))).decode(),
             "cd": offsets,
         }
+
+    def to_json(self) -> str:
+        """``to_dict`` as compact JSON text, reusing the text of what did not change.
+
+        Written after every micro-batch: the days before the newest and the counterparty
+        memory keep their text until they change; the rest is short lists of integers.
+        """
+        last_day = self.last_day or 0
+        last_hour = self.last_hour or 0
+        day_counts, day_fen = self._daily_json(last_day)
+        keys, offsets = self.counterparties.to_json_texts(last_day)
+        first = None if self.first_day is None else last_day - self.first_day
+        hour = None if self.last_hour is None else last_hour - 24 * (last_day - _EPOCH_ORDINAL)
+        hourly = ",".join(
+            f"[{last_hour - index},{count},{fen_in},{fen_out}]"
+            for index, (count, fen_in, fen_out) in self.hourly.items()
+        )
+        amount_days = _ints([last_day - at for at in self.amount_days])
+        amount_logs = ",".join(self._amount_texts)
+        return (
+            f'{{"v":{PROFILE_FORMAT},"n":{self.transactions},"d":{_number(self.last_day)},'
+            f'"f":{_number(first)},"h":{_number(hour)},"t":{_number(self.last_at)},'
+            f'"hc":[{_ints(self.hour_counts)}],"wc":[{_ints(self.weekday_counts)}],'
+            f'"cc":[{_ints(self.channel_counts)}],"hb":[{hourly}],'
+            f'"dc":{day_counts},"df":{day_fen},"ad":[{amount_days}],"al":[{amount_logs}],'
+            f'"cp":{keys},"cd":{offsets}}}'
+        )
+
+    def _daily_json(self, last_day: int) -> tuple[str, str]:
+        """The "dc" and "df" lists as JSON text, the days before ``last_day`` kept as text."""
+        daily = self.daily
+        if not daily:
+            return "[]", "[]"
+        tail = self._daily_tail
+        if tail is not None and tail[0] != last_day and last_day - tail[0] < DAYS_KEPT:
+            tail = self._daily_tail = self._shifted(tail, last_day)
+        elif tail is None or tail[0] != last_day:
+            used = max(last_day - at + 1 for at in daily)
+            counts, fen = [0] * used, [0] * used
+            for at, (count, day_fen) in daily.items():
+                counts[last_day - at] = count
+                fen[last_day - at] = day_fen
+            tail = self._daily_tail = (
+                last_day,
+                used,
+                "".join([f",{count}" for count in counts[1:]]),
+                "".join([f",{day_fen}" for day_fen in fen[1:]]),
+            )
+        count, fen_total = daily.get(last_day) or (0, 0)
+        return f"[{count}{tail[2]}]", f"[{fen_total}{tail[3]}]"
+
+    def _shifted(self, tail: tuple[int, int, str, str], last_day: int) -> tuple[int, int, str, str]:
+        """``tail`` of an earlier newest day moved back to ``last_day``: that day's final
+        figures, then empty days, in front; days beyond the kept ones cut off the end."""
+        previous_day, used, count_tail, fen_tail = tail
+        count, fen = self.daily.get(previous_day) or (0, 0)
+        gap = last_day - previous_day
+        empty = ",0" * (gap - 1)
+        count_tail = f"{empty},{count}{count_tail}"
+        fen_tail = f"{empty},{fen}{fen_tail}"
+        used += gap
+        cut = used - DAYS_KEPT
+        if cut > 0:
+            count_tail = count_tail.rsplit(",", cut)[0]
+            fen_tail = fen_tail.rsplit(",", cut)[0]
+            used -= cut
+        # Every kept day holds a transaction: the list ends at the oldest of them.
+        while count_tail.endswith(",0"):
+            count_tail = count_tail[:-2]
+            fen_tail = fen_tail.rsplit(",", 1)[0]
+            used -= 1
+        return last_day, used, count_tail, fen_tail
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, tz: tzinfo) -> BehaviourProfile:
@@ -648,6 +748,17 @@ class BehaviourProfile:
         )
         self.amount_days = [last_day - int(offset) for offset in amount_days_back]
         self.amount_logs = amount_logs
+        self._amount_texts = [str(round(value * 1000)) for value in amount_logs]
+
+
+def _ints(values: Iterable[int]) -> str:
+    """Integers as the items of a JSON list (what json.dumps writes for them)."""
+    return ",".join(map(str, values))
+
+
+def _number(value: float | None) -> str:
+    """A number or None as JSON: ``repr`` is what json.dumps writes for a finite float."""
+    return "null" if value is None else repr(value)
 
 
 def _middle(ordered: list[float]) -> float:

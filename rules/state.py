@@ -26,7 +26,8 @@ broker's or the wall clock, and everything expires so the state stays bounded:
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -55,9 +56,10 @@ class TxEvent:
     counterparty: str | None
     country: str | None
     cross_border: bool
-    # Its JSON form after a given previous event, kept: the state is written once per
-    # micro-batch and most events keep their predecessor from one write to the next.
-    encoded_after: tuple[TxEvent | None, list[Any]] | None = field(
+    # Its JSON text after a given previous event and with a given counterparty reference,
+    # kept: the state is written once per micro-batch and most events keep both from one
+    # write to the next.
+    encoded: tuple[TxEvent | None, str | int | None, str] | None = field(
         default=None, init=False, compare=False, repr=False
     )
 
@@ -105,7 +107,17 @@ class CustomerState:
     _tx_ids: set[str] = field(default_factory=set, repr=False)
     _arrived_ids: set[str] = field(default_factory=set, repr=False)
     _swept_day: int | None = field(default=None, repr=False)
-    _arrival_codes: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
+    # Per arrival, the JSON text of its id front-coded against the arrival before it,
+    # kept in step with ``arrived``: a write codes only the arrivals since the last one
+    # (None until then).
+    _arrival_texts: list[str | None] | None = field(default=None, repr=False)
+    # The oldest arrival's own text, coded against nothing: (tx_id, text).
+    _first_arrival: tuple[str, str] = field(default=("", ""), repr=False)
+    # The JSON text of the first ``_daily_kept`` entries of ``daily``: a transaction
+    # almost always changes only the last entry (its own day), so the days before it
+    # are not encoded again.
+    _daily_text: str = field(default="", repr=False)
+    _daily_kept: int = field(default=0, repr=False)
     # Baseline sums of the current bank day, by (direction, first day, end day).
     _baselines: dict[tuple[Direction, int, int], int] = field(default_factory=dict, repr=False)
 
@@ -146,13 +158,17 @@ class CustomerState:
 
     def add(self, event: TxEvent, *, arrivals_kept: int = ARRIVALS_KEPT) -> None:
         """Insert ``event`` in event-time order and update the running figures."""
-        arrived = self.arrived
+        arrived, texts = self.arrived, self._arrival_texts
         arrived.append(event.tx_id)
+        if texts is not None:
+            texts.append(None)
         self._arrived_ids.add(event.tx_id)
         if len(arrived) > arrivals_kept:
             for tx_id in arrived[:-arrivals_kept]:
                 self._arrived_ids.discard(tx_id)
             del arrived[:-arrivals_kept]
+            if texts is not None:
+                del texts[:-arrivals_kept]
         at, events, times = event.at, self.events, self._times
         if not times or at > times[-1] or (at == times[-1] and event.tx_id > events[-1].tx_id):
             # The common case: the customer's newest transaction so far.
@@ -172,9 +188,12 @@ class CustomerState:
             self._baselines = {
                 key: fen for key, fen in self._baselines.items() if not key[1] <= day < key[2]
             }
-        totals = self.daily.get(event.day)
+        daily = self.daily
+        totals = daily.get(event.day)
         if totals is None:
-            totals = self.daily[event.day] = DailyTotals()
+            totals = daily[event.day] = DailyTotals()
+        elif self._daily_kept and event.day != next(reversed(daily)):
+            self._daily_kept = 0  # an earlier entry changed: its encoded text is stale
         totals.add(event)
         self.transactions += 1
         if self.first_event_at is None or event.at < self.first_event_at:
@@ -241,20 +260,24 @@ class CustomerState:
         oldest_day = today - daily_days
         for day in [day for day in self.daily if day < oldest_day]:
             del self.daily[day]
+            self._daily_kept = 0
         fired_cutoff = now - fired_seconds
         for key in [key for key, at in self.fired.items() if at < fired_cutoff]:
             del self.fired[key]
 
     def to_dict(self) -> dict[str, Any]:
-        """A compact JSON-ready form (short keys; see :func:`_encode_events`)."""
+        """A compact JSON-ready form (short keys; see :func:`_event_items`), encoded afresh."""
         document: dict[str, Any] = {
             "v": STATE_FORMAT,
             "n": self.transactions,
             "t0": self.first_event_at,
             "t1": self.last_event_at,
-            "e": _encode_events(self.events),
+            "e": [
+                _event_item(event, previous, counterparty)
+                for event, previous, counterparty in _event_items(self.events)
+            ],
             "d": _encode_daily(self.daily),
-            "a": _encode_arrivals(self.arrived, self.events, self._arrival_codes),
+            "a": _encode_arrivals(self.arrived, self.events),
         }
         # Usually empty: left out rather than written as {} and [] for every customer.
         for key, value in (
@@ -266,18 +289,104 @@ class CustomerState:
                 document[key] = value
         return document
 
+    def to_json(self) -> str:
+        """``to_dict`` as compact JSON text, reusing the text of what did not change.
+
+        The worker writes the state after every micro-batch, and one transaction changes
+        little of it: each event keeps its text while its predecessor and counterparty
+        reference stay the same, and the daily totals keep the text of all but the days
+        written to since.
+        """
+        texts = []
+        # _event_items, inlined: this loop runs over every retained event at every write.
+        previous: TxEvent | None = None
+        last_used: dict[str, int] = {}
+        for index, event in enumerate(self.events):
+            name = event.counterparty
+            counterparty: str | int | None = name
+            if name is not None:
+                used = last_used.get(name)
+                last_used[name] = index
+                if used is not None:
+                    counterparty = index - used
+            cached = event.encoded
+            if cached is None or cached[0] is not previous or cached[1] != counterparty:
+                text = _dumps(_event_item(event, previous, counterparty))
+                event.encoded = (previous, counterparty, text)
+            else:
+                text = cached[2]
+            texts.append(text)
+            previous = event
+        parts = [
+            f'{{"v":{STATE_FORMAT},"n":{self.transactions:d},'
+            f'"t0":{_dumps(self.first_event_at)},"t1":{_dumps(self.last_event_at)},'
+            f'"e":[{",".join(texts)}],"d":{self._daily_json()},'
+            f'"a":{self._arrivals_json()}'
+        ]
+        for key, value in (
+            ("f", self.fired),
+            ("r", self.recent_detections),
+            ("p", self.positions),
+        ):
+            if value:
+                parts.append(f',"{key}":{_dumps(value)}')
+        parts.append("}")
+        return "".join(parts)
+
+    def _arrivals_json(self) -> str:
+        """``_encode_arrivals`` as JSON text, from the arrivals' kept front codes."""
+        arrived = self.arrived
+        if not arrived:
+            return "[]"
+        texts = self._arrival_texts
+        if texts is None or len(texts) != len(arrived):
+            texts = self._arrival_texts = [None] * len(arrived)
+        index = len(texts) - 1
+        while index > 0 and texts[index] is None:
+            texts[index] = _dumps(_front_coded(arrived[index], arrived[index - 1]))
+            index -= 1
+        if self._first_arrival[0] != arrived[0]:
+            self._first_arrival = (arrived[0], _dumps(_front_coded(arrived[0], "")))
+        retained = {event.tx_id: index for index, event in enumerate(self.events)}
+        positions = list(map(retained.get, arrived))
+        items = [text if at is None else str(at) for at, text in zip(positions, texts, strict=True)]
+        if positions[0] is None:
+            items[0] = self._first_arrival[1]
+        # Only the oldest text can still be None, and it was replaced or is not used.
+        return f"[{','.join(items)}]"  # type: ignore[arg-type]
+
+    def _daily_json(self) -> str:
+        """``_encode_daily`` as JSON text, the entries before the last kept as text."""
+        entries = list(self.daily.items())
+        if not entries:
+            return "[]"
+        kept = self._daily_kept
+        text = self._daily_text if kept else ""
+        previous = entries[kept - 1][0] if kept else 0
+        fresh = []
+        for day, totals in entries[kept:]:
+            fresh.append(f"{day - previous},{totals.fen_in},{totals.fen_out}")
+            previous = day
+        # All but the last entry are kept for the next write; the last is usually the
+        # day the next transaction lands on.
+        if len(fresh) > 1:
+            text = ",".join([text, *fresh[:-1]]) if text else ",".join(fresh[:-1])
+        self._daily_text, self._daily_kept = text, len(entries) - 1
+        return f"[{text},{fresh[-1]}]" if text else f"[{fresh[-1]}]"
+
     @classmethod
     def from_dict(cls, document: dict[str, Any]) -> CustomerState:
         """Rebuild what ``to_dict`` wrote; ValueError for another format version."""
-        if document.get("v") != STATE_FORMAT:
-            raise ValueError(f"rules state format {document.get('v')!r}, expected {STATE_FORMAT}")
-        events = _decode_events(document["e"])
+        version = document.get("v")
+        if version not in (2, STATE_FORMAT):
+            raise ValueError(f"rules state format {version!r}, expected {STATE_FORMAT}")
+        events = _decode_events(document["e"], counterparty_back=version == STATE_FORMAT)
         return cls(
             transactions=int(document["n"]),
             first_event_at=document["t0"],
             last_event_at=document["t1"],
             events=events,
-            daily=_decode_daily(document["d"]),
+            daily=_decode_daily(document["d"], version=version),
             fired={str(k): float(v) for k, v in document.get("f", {}).items()},
             recent_detections=list(document.get("r", [])),
             arrived=_decode_arrivals(document["a"], events),
@@ -289,12 +398,20 @@ class CustomerState:
 #
 # A customer's state is written to the table's changelog once per micro-batch, so its
 # JSON is kept small: ids front-coded against their predecessor (a bank's ids share
-# long prefixes), arrivals still retained as events and repeated counterparties as
-# list positions, times and days as differences from the previous event, amounts in
-# whole fen, direction/channel/cross-border as one small number, a currency or country
-# as the previous event's as 0.
+# long prefixes), arrivals still retained as events as list positions, a repeated
+# counterparty as how many events back it was last used, times and days as differences
+# from the previous event, amounts in whole fen, direction/channel/cross-border as one
+# small number, a currency or country as the previous event's as 0.
+#
+# Format 3 (format 2 is still read) writes a repeated counterparty as how many events
+# back it was last used, not as the position of its first event, and a day of the
+# daily totals as days after the previous entry, not days back from the newest day:
+# dropping the oldest events or starting a new day then leaves the other entries' text
+# as it was, so a write re-encodes only what changed.
 
-STATE_FORMAT = 2
+STATE_FORMAT = 3
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+_dumps = _ENCODER.encode
 _DIRECTIONS = tuple(Direction)
 _CHANNELS = tuple(Channel)
 _SAME = 0  # "as the previous event" for the currency and the country
@@ -318,31 +435,16 @@ def _front_decoded(coded: str, previous: str) -> str:
     return previous[: int(shared)] + rest
 
 
-def _encode_arrivals(
-    arrived: list[str], events: list[TxEvent], coded: dict[tuple[str, str], str]
-) -> list[int | str]:
-    """Each arrival as the position of its retained event, or its front-coded id.
-
-    ``coded`` holds the front codes of the last write and is left with this write's:
-    arrivals only shift from one write to the next.
-    """
+def _encode_arrivals(arrived: list[str], events: list[TxEvent]) -> list[int | str]:
+    """Each arrival as the position of its retained event, or its id front-coded
+    against the arrival before it."""
     retained = {event.tx_id: index for index, event in enumerate(events)}
     encoded: list[int | str] = []
-    used: dict[tuple[str, str], str] = {}
     previous = ""
     for tx_id in arrived:
         index = retained.get(tx_id)
-        if index is None:
-            pair = (previous, tx_id)
-            code = coded.get(pair)
-            if code is None:
-                code = _front_coded(tx_id, previous)
-            encoded.append(used.setdefault(pair, code))
-        else:
-            encoded.append(index)
+        encoded.append(_front_coded(tx_id, previous) if index is None else index)
         previous = tx_id
-    coded.clear()
-    coded.update(used)
     return encoded
 
 
@@ -375,34 +477,30 @@ def _time_step(at: float, previous: float | None) -> float:
     return at
 
 
-def _encode_events(events: list[TxEvent]) -> list[list[Any]]:
-    """One list per event: [front-coded id, time, day, kind, fen, usd cents, currency,
-    counterparty, country], trailing empties left out."""
-    encoded: list[list[Any]] = []
+def _event_items(
+    events: list[TxEvent],
+) -> Iterator[tuple[TxEvent, TxEvent | None, str | int | None]]:
+    """Each event with its predecessor and its counterparty as written: the id at its
+    first use among the events, then how many events back it was used last."""
     previous: TxEvent | None = None
-    first_seen: dict[str, int] = {}
+    last_used: dict[str, int] = {}
     for index, event in enumerate(events):
-        cached = event.encoded_after
-        if cached is not None and cached[0] is previous:
-            head = cached[1]
-        else:
-            head = _encoded_head(event, previous)
-            event.encoded_after = (previous, head)
-        counterparty: Any = event.counterparty
-        if counterparty is not None:
-            counterparty = first_seen.setdefault(counterparty, index)
-            if counterparty == index:
-                counterparty = event.counterparty
-        item = [*head[:-1], counterparty, head[-1]]
-        while item[-1] is None:
-            item.pop()
-        encoded.append(item)
+        name = event.counterparty
+        counterparty: str | int | None = name
+        if name is not None:
+            used = last_used.get(name)
+            last_used[name] = index
+            if used is not None:
+                counterparty = index - used
+        yield event, previous, counterparty
         previous = event
-    return encoded
 
 
-def _encoded_head(event: TxEvent, previous: TxEvent | None) -> list[Any]:
-    """What depends on the event and its predecessor only: all but the counterparty."""
+def _event_item(
+    event: TxEvent, previous: TxEvent | None, counterparty: str | int | None
+) -> list[Any]:
+    """[front-coded id, time, day, kind, fen, usd cents, currency, counterparty, country],
+    trailing empties left out."""
     kind = (
         _DIRECTIONS.index(event.direction) * 2 * len(_CHANNELS)
         + _CHANNELS.index(event.channel) * 2
@@ -410,31 +508,35 @@ def _encoded_head(event: TxEvent, previous: TxEvent | None) -> list[Any]:
     )
     if previous is None:
         # The first event's time is absolute, and flagged by its list: [time].
-        head = [_front_coded(event.tx_id, ""), [event.at], event.day]
+        item = [_front_coded(event.tx_id, ""), [event.at], event.day]
     else:
-        head = [
+        item = [
             _front_coded(event.tx_id, previous.tx_id),
             _time_step(event.at, previous.at),
             event.day - previous.day,
         ]
-    return [
-        *head,
+    item += (
         kind,
         _fen(event.amount_cny),
         _fen(event.amount_usd),
         _same_as(event.currency, previous.currency if previous else None),
+        counterparty,
         _same_as(event.country, previous.country if previous else None),
-    ]
+    )
+    while item[-1] is None:
+        item.pop()
+    return item
 
 
 def _same_as(value: str | None, previous: str | None) -> str | int | None:
     return _SAME if value is not None and value == previous else value
 
 
-def _decode_events(encoded: list[list[Any]]) -> list[TxEvent]:
+def _decode_events(encoded: list[list[Any]], *, counterparty_back: bool) -> list[TxEvent]:
+    """The events of either format: ``counterparty_back`` for format 3's references."""
     events: list[TxEvent] = []
     previous: TxEvent | None = None
-    for item in encoded:
+    for index, item in enumerate(encoded):
         padded = item + [None] * (9 - len(item))
         coded_id, at, day, kind, fen, usd, currency, counterparty, country = padded
         if previous is None:
@@ -449,7 +551,8 @@ def _decode_events(encoded: list[list[Any]]) -> list[TxEvent]:
             if country == _SAME:
                 country = previous.country
         if isinstance(counterparty, int):
-            counterparty = events[counterparty].counterparty
+            used = index - counterparty if counterparty_back else counterparty
+            counterparty = events[used].counterparty
         direction, rest = divmod(kind, 2 * len(_CHANNELS))
         channel, cross_border = divmod(rest, 2)
         event = TxEvent(
@@ -471,21 +574,31 @@ def _decode_events(encoded: list[list[Any]]) -> list[TxEvent]:
 
 
 def _encode_daily(daily: dict[int, DailyTotals]) -> list[int]:
-    """[newest day, then per day: days before the newest, fen in, fen out]."""
-    if not daily:
-        return []
-    newest = max(daily)
-    encoded = [newest]
+    """Per day: the day (after the first, as days after the previous), fen in, fen out.
+
+    Each entry depends on the one before only, so an entry keeps its text when a new
+    day starts (format 2 wrote days back from the newest, which all change then).
+    """
+    encoded: list[int] = []
+    previous = 0
     for day, totals in daily.items():
-        encoded += (newest - day, totals.fen_in, totals.fen_out)
+        encoded += (day - previous, totals.fen_in, totals.fen_out)
+        previous = day
     return encoded
 
 
-def _decode_daily(encoded: list[int]) -> dict[int, DailyTotals]:
+def _decode_daily(encoded: list[int], *, version: int) -> dict[int, DailyTotals]:
     if not encoded:
         return {}
-    newest = encoded[0]
-    return {
-        newest - encoded[index]: DailyTotals(encoded[index + 1], encoded[index + 2])
-        for index in range(1, len(encoded), 3)
-    }
+    if version == 2:
+        newest = encoded[0]
+        return {
+            newest - encoded[index]: DailyTotals(encoded[index + 1], encoded[index + 2])
+            for index in range(1, len(encoded), 3)
+        }
+    daily: dict[int, DailyTotals] = {}
+    day = 0
+    for index in range(0, len(encoded), 3):
+        day += encoded[index]
+        daily[day] = DailyTotals(encoded[index + 1], encoded[index + 2])
+    return daily

@@ -458,3 +458,29 @@ def test_matrix_refuses_unknown_customers_and_handles_no_rows() -> None:
 def test_profile_refuses_another_format() -> None:
     with pytest.raises(ValueError):
         BehaviourProfile.from_dict({"v": 99}, tz=SHANGHAI)
+
+
+def test_the_json_text_equals_the_dict_through_every_update() -> None:
+    """to_json keeps the text of the earlier days and the counterparties between writes."""
+    profile = BehaviourProfile(SHANGHAI)
+    moments = [
+        START,
+        START + timedelta(hours=2),  # same day
+        START + timedelta(days=1),  # a new day
+        START + timedelta(days=4),  # empty days between
+        START + timedelta(days=2, hours=3),  # late, on an earlier kept day
+        START + timedelta(days=89),
+        START + timedelta(days=93),  # the first days fall out of the 91 kept
+        START + timedelta(days=400),  # silent for longer than every kept span
+        START - timedelta(days=1),  # late beyond the kept days
+    ]
+    for number, moment in enumerate(moments):
+        profile.update(
+            _tx(moment, f"{100 + number}.00", counterparty=f"P{number % 3}"), Decimal(100 + number)
+        )
+        text = profile.to_json()
+        assert text == json.dumps(profile.to_dict(), separators=(",", ":"))
+        assert profile.to_json() == text
+        if number % 3 == 2:
+            profile = BehaviourProfile.from_dict(json.loads(text), tz=SHANGHAI)
+            assert profile.to_json() == text

@@ -179,3 +179,57 @@ def test_events_at_the_same_time_are_ordered_by_tx_id() -> None:
     state.add(event("b", START))
     assert [e.tx_id for e in state.events] == ["a", "b", "m", "n", "z", "later"]
     assert [e.tx_id for e in state.window(START, START)] == ["a", "b", "m", "n", "z"]
+
+
+# mixed_state() as format 2 wrote it: a repeated counterparty as its first event's
+# position, days back from the newest day.
+FORMAT_2_STATE = (
+    '{"v":2,"n":6,"t0":1772413200.0,"t1":1772503200.0,"e":[["0:tx-0001",[1772413200.0],'
+    '739677,2,10000,1385,"CNY","6222000011112222"],["6:2",1772416800.25,0,2,712345,"1000",'
+    '"USD",0],["6:3",1772420400.0,0,10,10000,1385,"CNY",0],["0:other-9",79200,1,3,10000,'
+    '1385,0,null,"SG"],["0:tx-0004",1772499600.5,0,6,10000,"0.1",0,0],["6:5",1772503200.0,'
+    '0,2,10000,1385,"EUR","\\u7532\\u516c\\u53f8"]],"d":[739678,1,722345,10000,0,30000,0],'
+    '"a":[0,2,1,3,4,5],"f":{"TYP-FAN-IN":1772413260.0},"p":{"source-3":42}}'
+)
+
+
+def test_format_2_is_still_read() -> None:
+    restored = CustomerState.from_dict(json.loads(FORMAT_2_STATE))
+    assert restored.to_dict() == mixed_state().to_dict()
+    assert restored.events == mixed_state().events
+
+
+def test_a_repeated_counterparty_counts_back_to_its_last_use() -> None:
+    document = mixed_state().to_dict()
+    assert document["v"] == 3
+    assert [item[7] if len(item) > 7 else None for item in document["e"]] == [
+        "6222000011112222", 1, 1, None, 2, "甲公司"
+    ]  # fmt: skip
+    assert document["d"] == [int(DAY), 722345, 10000, 1, 30000, 0]  # days after the previous
+
+
+def test_the_json_text_equals_the_dict_through_every_change() -> None:
+    state = mixed_state()
+    encodings: list[str] = []
+
+    def written() -> None:
+        text = state.to_json()
+        assert text == json.dumps(state.to_dict(), separators=(",", ":"))
+        encodings.append(text)
+
+    written()
+    state.add(event("tx-0006", START + 90_100, counterparty="6222000011112222"))
+    written()
+    state.add(event("tx-0000", START - 60, day=int(DAY)))  # late, on an earlier entry's day
+    written()
+    state.expire(
+        now=START + 90_100, today=int(DAY) + 2, retention_seconds=86_400, daily_days=1,
+        fired_seconds=10,
+    )  # fmt: skip
+    written()
+    state.mark_position(("source-3", 43))
+    state.fired["TYP-STRUCTURING"] = START + 90_100
+    written()
+    restored = CustomerState.from_dict(json.loads(encodings[-1]))
+    assert restored.to_json() == encodings[-1]
+    assert len(set(encodings)) == len(encodings)
