@@ -10,7 +10,7 @@ from alerts.reports import ReportGauges
 
 # Event time to processed: seconds when live, hours or days when a backlog is replayed.
 LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400)
-BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200)
+BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500)
 NO_MODEL = "none"
 
 
