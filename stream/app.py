@@ -62,7 +62,7 @@ from rules.state import CustomerState
 from stream.customer_table import ConfirmedChangelogTable, CustomerRecord, CustomerTable
 from stream.customers import CustomerDirectory
 from stream.dead_letter import NO_REFERENCE_DATA_REASON, UNEXPECTED_REASON, dead_letter_headers
-from stream.end_offsets import read_end_offsets_from_fetches
+from stream.dev_broker import adapt_to_embedded_broker
 from stream.metrics import StreamMetrics
 from stream.offsets import (
     RESEEK_SECONDS,
@@ -159,7 +159,7 @@ def build_app(
     """Build the Faust app for ``settings``; ``broker_url`` overrides the configured one."""
     refuse_offset_gaps()
     if settings.use_dev_broker_profile:
-        read_end_offsets_from_fetches()
+        adapt_to_embedded_broker()
     app = faust.App(
         settings.app_id,
         broker=broker_url or settings.kafka_url(),

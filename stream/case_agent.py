@@ -262,7 +262,7 @@ def register_case_agents(
                 continue
             try:
                 stored = await _store_until_done(
-                    partial(store_detections, store), [d for _, d in received], case_metrics
+                    store, partial(store_detections, store), [d for _, d in received], case_metrics
                 )
             except AmlwatchError:
                 # The store refused something in the batch: find it, keep the rest.
@@ -270,7 +270,7 @@ def register_case_agents(
                 for event, detection in received:
                     try:
                         stored += await _store_until_done(
-                            partial(store_detections, store), [detection], case_metrics
+                            store, partial(store_detections, store), [detection], case_metrics
                         )
                     except AmlwatchError as exc:
                         await dead_letter(event, f"refused by the case store: {exc}")
@@ -295,7 +295,9 @@ def register_case_agents(
             for tx in transactions
         ]
         if kept:
-            await _store_until_done(partial(store_transaction_batch, store), kept, case_metrics)
+            await _store_until_done(
+                store, partial(store_transaction_batch, store), kept, case_metrics
+            )
 
     built.transaction_sinks.append(keep_transactions)
     app.agent(built.alerts_topic, name=f"{built.settings.app_id}.store_alerts")(store_batches)
@@ -305,7 +307,7 @@ def register_case_agents(
     async def escalate_overdue_cases() -> None:
         # An exception escaping a Faust timer stops the worker: contain it.
         try:
-            moved = await asyncio.to_thread(escalate_due_cases, store)
+            moved = await store.run(escalate_due_cases, store)
         except Exception:
             log.exception("escalating overdue cases failed; trying again next interval")
             return
@@ -318,7 +320,7 @@ def register_case_agents(
     async def refresh_report_gauges() -> None:
         # An exception escaping a Faust timer stops the worker: contain it.
         try:
-            await asyncio.to_thread(refresh_report_metrics, store, metrics.reports)
+            await store.run(refresh_report_metrics, store, metrics.reports)
         except Exception:
             log.exception("refreshing the report gauges failed; trying again next interval")
 
@@ -337,7 +339,10 @@ def register_case_agents(
 
 
 async def _store_until_done(
-    write: Callable[[list[_Item]], _Result], items: list[_Item], case_metrics: CaseMetrics
+    store: CaseStore,
+    write: Callable[[list[_Item]], _Result],
+    items: list[_Item],
+    case_metrics: CaseMetrics,
 ) -> _Result:
     """Store the batch, retrying while the store is unreachable.
 
@@ -348,7 +353,7 @@ async def _store_until_done(
     delay = STORE_RETRY_FIRST_SECONDS
     while True:
         try:
-            return await asyncio.to_thread(write, items)
+            return await store.run(write, items)
         except AmlwatchError:
             raise
         except Exception:

@@ -10,9 +10,14 @@ agree on which database, which holiday calendar and which deadlines they use::
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
+from functools import partial
 from pathlib import Path
 from types import TracebackType
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
@@ -24,6 +29,8 @@ from alerts.deadlines import DEFAULT_DEADLINES, DeadlinePolicy, SeverityDeadline
 from core.calendar import WorkingCalendar
 from core.settings import Settings
 from rules.reference_data import load_calendar
+
+_Result = TypeVar("_Result")
 
 
 def database_url(settings: Settings, override: str | URL | None = None) -> URL:
@@ -80,6 +87,11 @@ class CaseStore:
 
     Open it with :meth:`open`; close it (or use it as a context manager) to release the
     engine's connections.
+
+    The worker's writes go through :meth:`run`, one at a time on one thread. SQLite lets
+    one writer in at a time and makes the others poll with growing sleeps (up to 100 ms
+    each): three agents writing from a thread pool spent much of a second per second
+    waiting on each other at 1,000 tx/s, with the worker's core two-thirds idle.
     """
 
     def __init__(
@@ -95,6 +107,11 @@ class CaseStore:
         self.session_factory: sessionmaker[Session] = session_factory(engine)
         self.calendar = calendar
         self.policy = policy
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="case-store")
+
+    async def run(self, work: Callable[..., _Result], *args: Any) -> _Result:
+        """``work(*args)`` on the store's one writer thread, off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._writer, partial(work, *args))
 
     @classmethod
     def open(
@@ -117,7 +134,8 @@ class CaseStore:
         return session_scope(self.session_factory)
 
     def close(self) -> None:
-        """Release the engine's connections."""
+        """Finish the writes handed to :meth:`run`, then release the engine's connections."""
+        self._writer.shutdown(wait=True)
         self.engine.dispose()
 
     def __enter__(self) -> CaseStore:

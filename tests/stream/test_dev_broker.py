@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import faust
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stream.broker import EmbeddedBroker
-from stream.end_offsets import true_end_offsets
+from stream.dev_broker import FETCH_MAX_WAIT_MS, shorten_fetch_wait, true_end_offsets
 from stream.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
@@ -56,3 +57,16 @@ def test_end_offsets_count_every_record_of_the_last_batch(broker: EmbeddedBroker
     # What makes the workaround necessary: the broker's answer stops at the last batch.
     assert listed[TopicPartition(topic, 0)] < 27
     assert true == {TopicPartition(topic, partition): count for partition, count in counts.items()}
+
+
+def test_the_worker_consumer_holds_fetches_briefly() -> None:
+    shorten_fetch_wait()
+    app = faust.App("dev-broker-fetch-wait", broker="kafka://127.0.0.1:9", store="memory://")
+
+    async def created_consumer() -> AIOKafkaConsumer:
+        thread = app.consumer._thread  # type: ignore[attr-defined]
+        return thread._create_worker_consumer(thread.transport)  # type: ignore[no-any-return]
+
+    consumer = asyncio.run(created_consumer())
+
+    assert consumer._fetch_max_wait_ms == FETCH_MAX_WAIT_MS
