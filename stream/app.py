@@ -39,8 +39,10 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -88,6 +90,7 @@ DEV_SESSION_TIMEOUT_SECONDS = 4.0
 BATCH_MAX_EVENTS = 500
 BATCH_WAIT_SECONDS = 0.05
 SLOW_DURABILITY_SECONDS = 15.0
+DURABLE_BATCHES_IN_FLIGHT = 2
 
 DeadLetter = Callable[[EventT, str, str, str | None], Awaitable[None]]
 # Where a decoded transaction sits in an ordered input: (stream name, offset).
@@ -125,7 +128,11 @@ class AmlwatchApp:
     # Both rules agents change the same table entries, and a batch awaits between its
     # reads and its writes: one batch at a time.
     batch_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    durable_acks: DurableAcks = field(init=False)
     transaction_sinks: list[TransactionSink] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "durable_acks", DurableAcks(self.faust_app))
 
     def is_ready(self) -> bool:
         app = self.faust_app
@@ -364,16 +371,114 @@ async def _partitions_processed_in_place(built: AmlwatchApp) -> int:
 async def _apply_batch(
     built: AmlwatchApp, batch: Sequence[Received], dead_letter: DeadLetter
 ) -> None:
-    """One batch at a time, whichever agent it comes from (see ``batch_lock``)."""
+    """One batch at a time, whichever agent it comes from (see ``batch_lock``); its input
+    is acknowledged once its writes are durable, while the next batch is processed."""
     built.metrics.batch_size.observe(len(batch))
-    async with built.batch_lock:
-        await _apply_batch_alone(built, batch, dead_letter)
+    events = [item.event for item in batch]
+    # Faust acknowledges a batch's events when the agent asks for the next batch; one
+    # more reference each keeps them from counting towards a commit until then.
+    for event in events:
+        event.message.incref()
+    try:
+        async with built.batch_lock:
+            applied, durable = await _apply_batch_alone(built, batch, dead_letter)
+    except BaseException:
+        _release(events)  # as before: the agent crashes, Faust acknowledges the batch
+        raise
+    await built.durable_acks.hold(
+        events,
+        durable,
+        partial(_count_processed, built, applied),
+        backlog=len(batch) >= BATCH_MAX_EVENTS,
+    )
+
+
+def _release(events: Sequence[EventT]) -> None:
+    for event in events:
+        event.ack()
+
+
+def _count_processed(
+    built: AmlwatchApp, applied: Sequence[tuple[Transaction, ProcessResult]]
+) -> None:
+    metrics, done = built.metrics, time.time()
+    for tx, result in applied:
+        if result.duplicate:
+            metrics.duplicates.inc()
+        else:
+            metrics.processed.inc()
+            metrics.latency.observe(max(0.0, done - tx.event_epoch))
+
+
+class DurableAcks:
+    """Acknowledges each batch's input once its writes are durable, batch after batch.
+
+    A batch's writes (changelog records, kept transactions) take a broker round trip
+    and a database commit. On a live stream (batches not full) the worker processes the
+    next batch meanwhile instead of waiting: at a steady 1,000 tx/s that took the case
+    latency p99 from about 3.7 s to 0.9 s here, steady over the run. Only a full batch
+    (a backlog) is waited for before the next. The price, measured on a backlog that
+    still came in batches of about 190: about 12-25% of the throughput (about 1,700
+    instead of 1,950-2,300 tx/s), since the next batch starts at once and is smaller,
+    and each batch has fixed costs; waiting from 150 events on recovered that
+    throughput but let the latency run gradually up to 4 s at 1,000 tx/s. At most
+    ``DURABLE_BATCHES_IN_FLIGHT`` batches wait at once. A batch whose
+    writes fail is never acknowledged; the worker stops, and its successor reads the
+    batch again (the customer state recognises what it already applied).
+    """
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+        self._in_flight: deque[asyncio.Task[None]] = deque()
+
+    async def hold(
+        self,
+        events: Sequence[EventT],
+        durable: asyncio.Future[Any],
+        then: Callable[[], None],
+        *,
+        backlog: bool,
+    ) -> None:
+        """Acknowledge ``events`` (each holding one extra reference) and call ``then``
+        when ``durable`` is done and every earlier batch was acknowledged; with
+        ``backlog``, before returning."""
+        previous = self._in_flight[-1] if self._in_flight else None
+        self._in_flight.append(
+            asyncio.ensure_future(self._acknowledge(events, durable, then, previous))
+        )
+        while self._in_flight and self._in_flight[0].done():
+            self._in_flight.popleft()
+        if backlog:
+            await asyncio.shield(self._in_flight[-1])
+        elif len(self._in_flight) > DURABLE_BATCHES_IN_FLIGHT:
+            await asyncio.shield(self._in_flight[0])
+
+    async def _acknowledge(
+        self,
+        events: Sequence[EventT],
+        durable: asyncio.Future[Any],
+        then: Callable[[], None],
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        try:
+            await _until_durable(len(events), durable)
+            if previous is not None:
+                await previous
+        except asyncio.CancelledError:
+            return  # the worker is stopping: the batch is read again after a restart
+        except BaseException as exc:
+            log.critical("a batch's writes failed; stopping so it is read again: %r", exc)
+            await self.app.crash(exc)
+            raise
+        _release(events)
+        then()
 
 
 async def _apply_batch_alone(
     built: AmlwatchApp, batch: Sequence[Received], dead_letter: DeadLetter
-) -> None:
-    """Rules per transaction, the batch's anomaly scores, detections out, then records."""
+) -> tuple[list[tuple[Transaction, ProcessResult]], asyncio.Future[Any]]:
+    """Rules per transaction, the batch's anomaly scores, detections out, then records;
+    what was applied, and a future done when the batch's writes are durable."""
     engine, table, metrics = built.engine, built.customer_table, built.metrics
     model = built.live_model.current  # one version per batch: a reload swaps between batches
     working: dict[str, CustomerRecord] = {}  # this batch's records, read once, written once
@@ -418,28 +523,19 @@ async def _apply_batch_alone(
             await _emit(built, detections, counted=not result.duplicate)
         for customer_id in changed:
             table.put(customer_id, working[customer_id])
-        # The batch is acknowledged when this returns: its records must be durable
-        # first, and its transactions kept (redelivered ones too: keeping is idempotent).
+        # Acknowledged once its records are in the changelog and its transactions kept
+        # (redelivered ones too: keeping is idempotent).
         kept_transactions = [tx for tx, _ in applied]
-        await _until_durable(
-            len(batch),
-            asyncio.gather(
-                table.confirm_written(),
-                *(keep(kept_transactions) for keep in built.transaction_sinks),
-            ),
+        durable = asyncio.gather(
+            table.written_so_far(),
+            *(keep(kept_transactions) for keep in built.transaction_sinks),
         )
     except BaseException:
         # Records changed in place but not (all) written: re-read them next time.
         for customer_id in working:
             table.forget(customer_id)
         raise
-    done = time.time()
-    for tx, result in applied:
-        if result.duplicate:
-            metrics.duplicates.inc()
-        else:
-            metrics.processed.inc()
-            metrics.latency.observe(max(0.0, done - tx.event_epoch))
+    return applied, durable
 
 
 async def _until_durable(size: int, durable: asyncio.Future[Any]) -> None:

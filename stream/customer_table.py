@@ -39,11 +39,10 @@ class ConfirmedChangelogTable(faust.Table):
         self._unconfirmed.append(future)
         return future
 
-    async def confirm_changelog(self) -> None:
-        """Wait until the broker has acknowledged every changelog write made so far."""
+    def take_unconfirmed(self) -> list[Any]:
+        """The changelog writes made since the last call (futures of their delivery)."""
         pending, self._unconfirmed = self._unconfirmed, []
-        if pending:
-            await asyncio.gather(*pending)
+        return pending
 
 
 @dataclass(slots=True)
@@ -128,9 +127,10 @@ class CustomerTable:
         while len(self._decoded) > self.decoded_kept:
             self._decoded.popitem(last=False)
 
-    async def confirm_written(self) -> None:
-        """Wait until every record written so far is in the changelog."""
-        await self.table.confirm_changelog()
+    def written_so_far(self) -> asyncio.Future[Any]:
+        """Done when every record written so far is in the changelog (taken now, so
+        records written later are not waited for)."""
+        return asyncio.gather(*self.table.take_unconfirmed())
 
     def forget(self, customer_id: str) -> None:
         """Drop the decoded record (it may hold changes the table never received)."""
