@@ -19,7 +19,9 @@ def test_model_bench_writes_scoring_and_streaming_figures(tmp_path: Path) -> Non
     )  # fmt: skip
     assert completed.returncode == 0, completed.stdout + completed.stderr
     result = json.loads(out.read_text())
-    assert set(result["scoring_by_batch_size"]) == {"1", "100", "1000"}
+    assert set(result["scoring_by_batch_size"]) == {"1", "10", "100", "1000"}
     for figures in result["scoring_by_batch_size"].values():
-        assert figures["rows_per_second"] > 0
+        assert figures["compiled_array_rows_per_second"] > 0
+        assert figures["scikit_learn_rows_per_second"] > 0
+        assert figures["compiled_vs_scikit_learn"] > 0
     assert result["streaming_features_and_scoring"]["transactions_per_second"] > 0
