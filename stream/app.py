@@ -395,7 +395,11 @@ async def _apply_batch(
 
 def _release(events: Sequence[EventT]) -> None:
     for event in events:
-        event.ack()
+        if event.ack():
+            # The last acknowledgement of a message: what Stream.ack tells the sensors,
+            # or Faust's gauge of messages in flight (faust_active_messages) only grows.
+            message = event.message
+            event.app.sensors.on_message_out(message.tp, message.offset, message)
 
 
 def _count_processed(
