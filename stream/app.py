@@ -68,9 +68,9 @@ from stream.dev_broker import adapt_to_embedded_broker
 from stream.metrics import StreamMetrics
 from stream.offsets import (
     RESEEK_SECONDS,
-    OffsetJumpWatch,
     refuse_offset_gaps,
     seek_again_where_stalled,
+    watch_stream_offsets,
 )
 from stream.scoring import BehaviourTracker, LiveModel, ScoringBatch
 
@@ -286,7 +286,7 @@ def _register_agents(built: AmlwatchApp) -> None:
         batches = stream.take_events(  # type: ignore[attr-defined]
             BATCH_MAX_EVENTS, within=BATCH_WAIT_SECONDS
         )
-        watch = OffsetJumpWatch(metrics.offset_jumps, app.consumer.seek)
+        watch = watch_stream_offsets(app, stream, metrics.offset_jumps)
         async for batch in batches:
             here: list[Received] = []
             for event in batch:
@@ -322,7 +322,7 @@ def _register_agents(built: AmlwatchApp) -> None:
         batches = stream.take_events(  # type: ignore[attr-defined]
             BATCH_MAX_EVENTS, within=BATCH_WAIT_SECONDS
         )
-        watch = OffsetJumpWatch(metrics.offset_jumps, app.consumer.seek)
+        watch = watch_stream_offsets(app, stream, metrics.offset_jumps)
         async for batch in batches:
             received: list[Received] = []
             for event in batch:

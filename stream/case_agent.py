@@ -50,7 +50,7 @@ from core.settings import Settings
 from core.transaction import Transaction
 from stream.case_store import CaseStore
 from stream.dead_letter import dead_letter_headers
-from stream.offsets import OffsetJumpWatch
+from stream.offsets import watch_stream_offsets
 
 if TYPE_CHECKING:
     from stream.app import AmlwatchApp
@@ -246,7 +246,7 @@ def register_case_agents(
         batches = stream.take_events(  # type: ignore[attr-defined]
             BATCH_SIZE, within=BATCH_WITHIN_SECONDS
         )
-        watch = OffsetJumpWatch(metrics.offset_jumps, app.consumer.seek)
+        watch = watch_stream_offsets(app, stream, metrics.offset_jumps)
         async for batch in batches:
             batch = [e for e in batch if watch.in_order(e) or await watch.admit(e)]
             received: list[tuple[EventT, Detection]] = []

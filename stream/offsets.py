@@ -19,6 +19,16 @@ parts:
   skipped offset, so the stretch is read again and everything after it follows in
   order. Records handled twice are recognised downstream (source positions and tx_ids
   in the customer state, detection ids in the case store).
+
+A jump shows only when a record after the stretch arrives. When the dropped stretch
+ran to the end of the partition (a restart that finds the whole backlog already
+written), nothing comes after it: Faust's read position sits at the end, nothing is
+fetched and the partition stalls uncommitted for good. This was the restart stall of
+sessions 2-4 (about one crash-test run in ten). The watch's timer therefore also
+compares, per partition, what the agent expects next with how far Faust says it
+delivered (:class:`FaustPositions`): a partition that has records beyond the expected
+offset, whose delivery Faust counts as done, but from which nothing reaches the agent
+for ``DELIVERY_STALL_SECONDS`` is sought back the same way.
 """
 
 from __future__ import annotations
@@ -26,8 +36,8 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Protocol
 
 from faust.transport.consumer import Consumer
 from faust.types import EventT
@@ -36,14 +46,19 @@ from prometheus_client import Counter
 log = logging.getLogger(__name__)
 RESEEK_SECONDS = 2.0
 SLOW_REREAD_SECONDS = 10.0
+# Longer than a record can wait in Faust's queues and the agent's batch on a busy worker;
+# a false alarm costs only a re-read (duplicates are recognised downstream).
+DELIVERY_STALL_SECONDS = 5.0
 # Every live watch, for the timer that repeats seeks nothing else would trigger.
 WATCHES: weakref.WeakSet[OffsetJumpWatch] = weakref.WeakSet()
 
 
 async def seek_again_where_stalled() -> None:
-    """Repeat the seek of every watch whose skipped stretch has not come back."""
+    """Repeat the seek of every watch whose skipped stretch has not come back, and seek
+    back where delivered records never reached the agent."""
     for watch in list(WATCHES):
         await watch.seek_again_if_stalled()
+        await watch.seek_where_delivery_stopped()
 
 
 def refuse_offset_gaps() -> None:
@@ -57,6 +72,53 @@ def refuse_offset_gaps() -> None:
     Consumer._add_gap = keep_gap_uncommitted  # type: ignore[method-assign]
 
 
+class Positions(Protocol):
+    """What the consumer knows about a partition's positions, as the watch needs it."""
+
+    def assigned(self, topics: Iterable[str]) -> Iterable[Any]: ...
+
+    def committed(self, tp: Any) -> int | None:
+        """The next offset after the committed ones, None when nothing was committed."""
+
+    def delivered(self, tp: Any) -> int | None:
+        """The offset the consumer last handed to the agents' queues (or sought to)."""
+
+    def end(self, tp: Any) -> int | None:
+        """The partition's high watermark: the offset the next record written gets."""
+
+
+class FaustPositions:
+    """:class:`Positions` read from a running Faust consumer."""
+
+    def __init__(self, consumer: Consumer) -> None:
+        self.consumer = consumer
+
+    def assigned(self, topics: Iterable[str]) -> Iterable[Any]:
+        wanted = set(topics)
+        return [tp for tp in self.consumer.assignment() if tp.topic in wanted]
+
+    def committed(self, tp: Any) -> int | None:
+        committed = self.consumer._committed_offset.get(tp)
+        return committed if committed is not None and committed >= 0 else None
+
+    def delivered(self, tp: Any) -> int | None:
+        return self.consumer._read_offset.get(tp)
+
+    def end(self, tp: Any) -> int | None:
+        end = self.consumer.highwater(tp)
+        return end if end is not None and end >= 0 else None
+
+
+def watch_stream_offsets(app: Any, stream: Any, jumps: Counter) -> OffsetJumpWatch:
+    """The watch for an agent's ``stream`` on a running Faust ``app``."""
+    return OffsetJumpWatch(
+        jumps,
+        app.consumer.seek,
+        positions=FaustPositions(app.consumer),
+        topics=stream.channel.topics,
+    )
+
+
 class OffsetJumpWatch:
     """Follows each partition's offsets in one agent and rewinds the consumer after a jump.
 
@@ -66,14 +128,26 @@ class OffsetJumpWatch:
     are refused until that one arrives again; from there on everything comes in order.
     """
 
-    def __init__(self, jumps: Counter, seek: Callable[[Any, int], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        jumps: Counter,
+        seek: Callable[[Any, int], Awaitable[None]],
+        *,
+        positions: Positions,
+        topics: Iterable[str],
+    ) -> None:
         WATCHES.add(self)
         self.jumps = jumps
         self.seek = seek
+        self.positions = positions
+        self.topics = tuple(topics)
         self.next_offset: dict[Any, int] = {}
         self.rewinding: dict[Any, int] = {}
         self.sought_at: dict[Any, float] = {}
         self.first_sought_at: dict[Any, float] = {}
+        # Per partition: the offset the agent waits for and since when, while Faust
+        # counts it as delivered (see seek_where_delivery_stopped).
+        self.waiting_since: dict[Any, tuple[int, float]] = {}
 
     def in_order(self, event: EventT) -> bool:
         """The common case without a coroutine per record: True when ``event`` is the
@@ -84,8 +158,8 @@ class OffsetJumpWatch:
         if tp in self.rewinding:
             return False
         expected = self.next_offset.get(tp)
-        if expected is not None and offset > expected:
-            return False
+        if expected is None or offset > expected:
+            return False  # the first of its partition is checked against the commit
         self.next_offset[tp] = offset + 1
         return True
 
@@ -106,8 +180,11 @@ class OffsetJumpWatch:
             self.first_sought_at.pop(tp, None)
         else:
             expected = self.next_offset.get(tp)
+            if expected is None:
+                # The first record since the start or a rebalance: the committed offset
+                # is where the partition's records must resume.
+                expected = self.positions.committed(tp)
             if expected is not None and offset > expected:
-                self.jumps.labels(topic=message.topic).inc()
                 log.warning(
                     "the consumer skipped offsets %d-%d of %s[%d]; reading them again",
                     expected,
@@ -116,14 +193,59 @@ class OffsetJumpWatch:
                     message.partition,
                 )
                 _hold(message)
-                self.rewinding[tp] = expected
-                self.sought_at[tp] = time.monotonic()
-                await self.seek(tp, expected)
+                await self._read_again(tp, expected)
                 return False
         # A lower offset than expected is a rewind (a seek to the committed offset after
         # a rebalance): follow it, the records come again in order.
         self.next_offset[tp] = offset + 1
         return True
+
+    async def _read_again(self, tp: Any, offset: int) -> None:
+        self.jumps.labels(topic=tp.topic).inc()
+        self.rewinding[tp] = offset
+        self.sought_at[tp] = time.monotonic()
+        await self.seek(tp, offset)
+
+    async def seek_where_delivery_stopped(self) -> None:
+        """Seek back where records the agent waits for were delivered but never came.
+
+        Called by the timer. A partition qualifies when it holds records from the offset
+        the agent expects, Faust's read position says it delivered that far, and that
+        has not changed for DELIVERY_STALL_SECONDS: the records were dropped on the way.
+        """
+        now = time.monotonic()
+        for tp in self.positions.assigned(self.topics):
+            expected = self.next_offset.get(tp)
+            if expected is None:
+                expected = self.positions.committed(tp)
+            end, delivered = self.positions.end(tp), self.positions.delivered(tp)
+            if (
+                tp in self.rewinding
+                or expected is None
+                or end is None
+                or delivered is None
+                or expected >= end
+                or delivered < expected
+            ):
+                self.waiting_since.pop(tp, None)
+                continue
+            waiting = self.waiting_since.get(tp)
+            if waiting is None or waiting[0] != expected:
+                self.waiting_since[tp] = (expected, now)
+                continue
+            if now - waiting[1] < DELIVERY_STALL_SECONDS:
+                continue
+            del self.waiting_since[tp]
+            log.warning(
+                "offsets %d-%d of %s[%d] were delivered but never reached the agent in "
+                "%.0fs; reading them again",
+                expected,
+                end - 1,
+                tp.topic,
+                tp.partition,
+                now - waiting[1],
+            )
+            await self._read_again(tp, expected)
 
     async def seek_again_if_stalled(self) -> None:
         """Seek again where a skipped stretch has not come back within RESEEK_SECONDS.

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
+import pytest
 from faust.transport.consumer import Consumer
 from intervaltree import IntervalTree
 from prometheus_client import CollectorRegistry, Counter
@@ -43,18 +45,43 @@ def event(partition: int, offset: int) -> Event:
     return Event(Message(FakeTp("in", partition), offset))
 
 
+@dataclass
+class Positions:
+    """What the consumer reports per partition of topic "in" (see stream.offsets.Positions)."""
+
+    committed_at: dict[int, int] = field(default_factory=dict)
+    delivered_to: dict[int, int] = field(default_factory=dict)
+    ends: dict[int, int] = field(default_factory=dict)
+
+    def assigned(self, topics: Iterable[str]) -> list[FakeTp]:
+        return [FakeTp("in", p) for p in self.ends] if "in" in topics else []
+
+    def committed(self, tp: FakeTp) -> int | None:
+        return self.committed_at.get(tp.partition)
+
+    def delivered(self, tp: FakeTp) -> int | None:
+        return self.delivered_to.get(tp.partition)
+
+    def end(self, tp: FakeTp) -> int | None:
+        return self.ends.get(tp.partition)
+
+
 class Watched:
     """A watch with the seeks it asked for, and what it let the agent handle."""
 
-    def __init__(self) -> None:
+    def __init__(self, positions: Positions | None = None) -> None:
         self.jumps = Counter("jumps", "test", ["topic"], registry=CollectorRegistry())
         self.seeks: list[tuple[int, int]] = []
-        self.watch = OffsetJumpWatch(self.jumps, self._seek)
+        self.positions = positions or Positions()
+        self.watch = OffsetJumpWatch(
+            self.jumps, self._seek, positions=self.positions, topics=["in"]
+        )
         self.handled: list[tuple[int, int]] = []
         self.held: list[Event] = []
 
     async def _seek(self, tp: FakeTp, offset: int) -> None:
         self.seeks.append((tp.partition, offset))
+        self.positions.delivered_to[tp.partition] = offset  # as Faust's seek does
 
     def deliver(self, *offsets: tuple[int, int]) -> None:
         async def run() -> None:
@@ -119,3 +146,46 @@ def test_a_timer_repeats_the_seek_when_nothing_else_arrives(monkeypatch) -> None
     watched.deliver((1, 11))
     asyncio.run(seek_again_where_stalled())
     assert watched.seeks == [(1, 11), (1, 11)], "no more seeks once the stretch is back"
+
+
+def test_the_first_record_after_a_restart_must_follow_the_committed_offset() -> None:
+    watched = Watched(Positions(committed_at={0: 200, 1: 300}))
+    watched.deliver((0, 200), (0, 201), (1, 350), (1, 300))
+    assert watched.seeks == [(1, 300)], "records 300-349 were skipped before the first one"
+    assert watched.handled == [(0, 200), (0, 201), (1, 300)]
+
+
+def test_records_delivered_to_the_partition_end_that_never_came_are_read_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("stream.offsets.DELIVERY_STALL_SECONDS", 0.0)
+    # Partition 0 caught up; partition 1's records 102-199 were dropped on the way, so
+    # no record after them ever arrives to show a jump; partition 2 is still being read;
+    # partition 3's records 500-549 were dropped before the first one reached the agent.
+    positions = Positions(
+        committed_at={0: 0, 1: 0, 2: 0, 3: 500},
+        delivered_to={0: 49, 1: 199, 2: 19, 3: 549},
+        ends={0: 50, 1: 200, 2: 90, 3: 550},
+    )
+    watched = Watched(positions)
+    watched.deliver(*[(0, o) for o in range(50)], *[(1, o) for o in range(102)])
+    watched.deliver(*[(2, o) for o in range(20)])
+    asyncio.run(seek_again_where_stalled())
+    assert watched.seeks == [], "one look at a partition is not enough to call it stalled"
+    asyncio.run(seek_again_where_stalled())
+    assert sorted(watched.seeks) == [(1, 102), (3, 500)]
+    watched.deliver((1, 150), *[(1, o) for o in range(102, 200)])
+    assert watched.handled[-1] == (1, 199) and (1, 150) not in watched.handled[:-98]
+    assert watched.jumps.labels(topic="in")._value.get() == 2
+
+
+def test_a_partition_whose_next_record_keeps_changing_is_not_stalled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("stream.offsets.DELIVERY_STALL_SECONDS", 0.0)
+    positions = Positions(committed_at={0: 0}, delivered_to={0: 300}, ends={0: 400})
+    watched = Watched(positions)
+    for first in (0, 100, 200):
+        watched.deliver(*[(0, o) for o in range(first, first + 100)])
+        asyncio.run(seek_again_where_stalled())
+    assert watched.seeks == []
