@@ -24,7 +24,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,8 +34,8 @@ from stream_bench import (
     LIVE_START,
     WORKER_COMMAND,
     BenchError,
+    add_run_options,
     base_env,
-    code_state,
     console,
     consumer_dir,
     find_broker_process,
@@ -50,6 +49,7 @@ from stream_bench import (
     pipeline_env,
     produce,
     read_metrics,
+    result_header,
     run_main,
     running_process,
     simulate_population,
@@ -57,7 +57,6 @@ from stream_bench import (
     worker_ready,
 )
 
-from core.settings import Settings
 from stream.broker import EmbeddedBroker, free_loopback_port
 from stream.simulator import derive_rng, generate_history, transaction_json_bytes
 from stream.topics import ensure_topics
@@ -196,20 +195,18 @@ def run_bench(args: argparse.Namespace, log_dir: Path, work_dir: Path) -> dict[s
     if metrics is None or ENTRIES_METRIC not in metrics:
         raise BenchError(f"the worker's /metrics has no {ENTRIES_METRIC}")
     entries, table_bytes = int(metrics[ENTRIES_METRIC]), int(metrics[BYTES_METRIC])
+    parameters = {
+        "customers": args.customers,
+        "per_customer": args.per_customer,
+        "transactions": len(records),
+        "streamed_customers": streamed_customers,
+        "seed": args.seed,
+        "partitions": args.partitions,
+        "anomaly_model": None,
+        "worker_cpus": sorted(worker_cpus),
+    }
     return {
-        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": facts,
-        "code": code_state(),
-        "parameters": {
-            "customers": args.customers,
-            "per_customer": args.per_customer,
-            "transactions": len(records),
-            "streamed_customers": streamed_customers,
-            "seed": args.seed,
-            "partitions": args.partitions,
-            "anomaly_model": None,
-            "worker_cpus": sorted(worker_cpus),
-        },
+        **result_header(facts, parameters),
         "table": {
             "entries": entries,
             "bytes": table_bytes,
@@ -254,20 +251,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--per-customer", type=int, default=1, help="at most this many transactions each"
     )
-    parser.add_argument("--seed", type=int, default=7, help="seed of population and history")
-    parser.add_argument(
-        "--partitions",
-        type=int,
-        default=Settings.model_fields["topic_partitions"].default,
-        help="partitions of every topic (default: the worker's default)",
-    )
-    parser.add_argument("--poll-interval", type=float, default=0.05, help="seconds")
-    parser.add_argument("--startup-timeout", type=float, default=120.0, help="seconds")
-    parser.add_argument("--stall-timeout", type=float, default=60.0, help="seconds")
+    add_run_options(parser)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the JSON")
-    parser.add_argument(
-        "--log-dir", type=Path, default=None, help="keep broker and worker logs here"
-    )
     args = parser.parse_args(argv)
     if args.customers < 1 or args.per_customer < 1:
         parser.error("--customers and --per-customer must be at least 1")

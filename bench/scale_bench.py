@@ -24,7 +24,6 @@ import contextlib
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,6 @@ from stream_bench import (
     add_workload_options,
     base_env,
     check_workload_options,
-    code_state,
     console,
     consumer_dir,
     find_broker_process,
@@ -55,6 +53,7 @@ from stream_bench import (
     prepare_run,
     produce,
     read_metrics,
+    result_header,
     run_main,
     running_process,
     summed_counter,
@@ -176,17 +175,15 @@ def run_bench(args: argparse.Namespace, log_dir: Path, work_dir: Path) -> dict[s
                 args, workload, broker, topic, workers, cpus, work_dir, log_dir
             )
     single, group = runs["1"], runs[str(args.workers)]
+    parameters = {
+        **workload.parameters(),
+        "seed": args.seed,
+        "partitions": args.partitions,
+        "workers": args.workers,
+        "poll_interval_seconds": args.poll_interval,
+    }
     return {
-        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": facts,
-        "code": code_state(),
-        "parameters": {
-            **workload.parameters(),
-            "seed": args.seed,
-            "partitions": args.partitions,
-            "workers": args.workers,
-            "poll_interval_seconds": args.poll_interval,
-        },
+        **result_header(facts, parameters),
         "runs": runs,
         "ratio": {
             "messages_per_second": round(

@@ -794,6 +794,17 @@ def code_state() -> dict[str, Any]:
     }
 
 
+def result_header(machine: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
+    """The keys a result document of the worker benches starts with: the time and code
+    state as the run ends, ``machine`` (from ``machine_facts``) and the run's parameters."""
+    return {
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine,
+        "code": code_state(),
+        "parameters": parameters,
+    }
+
+
 def live_progress() -> Progress:
     """The progress display every bench of this family uses."""
     return Progress(
@@ -903,17 +914,15 @@ def run_bench(args: argparse.Namespace, log_dir: Path, work_dir: Path) -> dict[s
         }
 
     pipeline, bare = results["pipeline"], results["bare_agent"]
+    parameters = {
+        **workload.parameters(),
+        "seed": args.seed,
+        "partitions": args.partitions,
+        "poll_interval_seconds": args.poll_interval,
+        "cpu_affinity": affinity,
+    }
     return {
-        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": facts,
-        "code": code_state(),
-        "parameters": {
-            **workload.parameters(),
-            "seed": args.seed,
-            "partitions": args.partitions,
-            "poll_interval_seconds": args.poll_interval,
-            "cpu_affinity": affinity,
-        },
+        **result_header(facts, parameters),
         "run_order": [name for name, _, _ in targets],
         "pipeline": pipeline,
         "bare_agent": bare,
@@ -994,6 +1003,12 @@ def add_workload_options(parser: argparse.ArgumentParser, *, customers: int, day
     parser.add_argument(
         "--training-days", type=int, default=14, help="days of history the model is trained on"
     )
+    add_run_options(parser)
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Options every bench that runs workers under :func:`run_main` and :func:`measure`
+    reads: seed, partitions, polling and timeouts, where to keep the logs."""
     parser.add_argument("--seed", type=int, default=7, help="seed of population and history")
     parser.add_argument(
         "--partitions",
