@@ -28,7 +28,8 @@ from typing import Any, TextIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from alerts.database import AuditChainHeadRow, AuditEventRow
+from alerts.actors import Actor
+from alerts.database import AuditChainHeadRow, AuditEventRow, CaseRow
 
 GENESIS_HASH = "0" * 64
 _HEAD_ID = 1
@@ -115,6 +116,36 @@ def record_event(
     session.add(row)
     head.seq, head.hash = row.seq, row.hash
     return audit_event(row)
+
+
+def audit_case_event(
+    session: Session,
+    case: CaseRow,
+    *,
+    actor: Actor,
+    action: str,
+    before: Mapping[str, Any] | None,
+    after: Mapping[str, Any] | None,
+    now: datetime,
+) -> AuditEvent:
+    """Append ``actor``'s event on ``case`` in the caller's transaction, as :func:`record_event`."""
+    # The case's id is read only now: a new case has one once it has been flushed, so a
+    # batch can defer this call until then.
+    return record_event(
+        session,
+        actor=actor.user_id,
+        role=actor.role.value,
+        action=action,
+        target=case_ref(case.id),
+        before=before,
+        after=after,
+        at=now,
+    )
+
+
+def case_ref(case_id: int) -> str:
+    """How people name a case, and the target of its audit events: ``C12``."""
+    return f"C{case_id}"
 
 
 def event_hash(row: AuditEventRow) -> str:
@@ -241,7 +272,9 @@ __all__ = [
     "GENESIS_HASH",
     "AuditEvent",
     "ChainVerification",
+    "audit_case_event",
     "audit_event",
+    "case_ref",
     "event_hash",
     "export_audit",
     "lock_chain",

@@ -18,21 +18,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from functools import partial
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from alerts.actors import SYSTEM_ACTOR, Actor, Role, require_role
-from alerts.audit import AuditEvent, lock_chain, record_event
+from alerts.audit import AuditEvent, audit_case_event, case_ref, lock_chain, record_event
 from alerts.database import AlertRow, CaseRow, LargeValueReportRow, NoteRow
 from alerts.routing import (
     COMPLIANCE_QUEUE,
     OPEN_STATES,
     Route,
     apply_routing,
-    case_ref,
     prefetch_routing,
     record_routing,
     route_customer,
@@ -209,15 +207,14 @@ def propose_report(session: Session, *, case_id: int, actor: Actor, now: datetim
         raise Conflict(
             f"{case_ref(case.id)} already has an STR proposed by {case.report_proposed_by}"
         )
-    record_event(
+    audit_case_event(
         session,
-        actor=actor.user_id,
-        role=actor.role.value,
+        case,
+        actor=actor,
         action="case.propose_report",
-        target=case_ref(case.id),
         before=None,
         after={"report_proposed_by": actor.user_id},
-        at=now,
+        now=now,
     )
     case.report_proposed_at, case.report_proposed_by = now, actor.user_id
     return summarize_case(case)
@@ -262,15 +259,14 @@ def add_note(session: Session, *, case_id: int, actor: Actor, body: str, now: da
     session.add(note)
     session.flush()
     # The note text may name the customer: the audit log keeps its id, not its words.
-    record_event(
+    audit_case_event(
         session,
-        actor=actor.user_id,
-        role=actor.role.value,
+        case,
+        actor=actor,
         action="case.note",
-        target=case_ref(case.id),
         before=None,
         after={"note_id": note.id},
-        at=now,
+        now=now,
     )
     return note.id
 
@@ -409,8 +405,10 @@ def _add_report(
 def _audit_report(
     session: Session, report: LargeValueReportRow, detection: Detection, *, now: datetime
 ) -> AuditEvent:
-    return _system_event(
+    return record_event(
         session,
+        actor=SYSTEM_ACTOR.user_id,
+        role=SYSTEM_ACTOR.role.value,
         action="report.large_value.record",
         target=f"large-value report {report.id}",
         before=None,
@@ -419,7 +417,7 @@ def _audit_report(
             "customer_id": detection.customer_id,
             "deadline": report.deadline,
         },
-        now=now,
+        at=now,
     )
 
 
@@ -464,10 +462,11 @@ def _add_alert(
 def _audit_alert(
     session: Session, alert: AlertRow, detection: Detection, *, joined: bool, now: datetime
 ) -> AuditEvent:
-    return _system_event(
+    return audit_case_event(
         session,
+        alert.case,
+        actor=SYSTEM_ACTOR,
         action="alert.ingest",
-        target=case_ref(alert.case_id),
         before=None,
         after={
             "alert_id": alert.id,
@@ -501,9 +500,10 @@ def _open_case(
     session.add(case)
     audit.append(
         partial(
-            _audit_case,
+            audit_case_event,
             session,
             case,
+            actor=SYSTEM_ACTOR,
             action="case.open",
             before=None,
             after={"customer_id": case.customer_id, "severity": case.severity, "status": "new"},
@@ -526,9 +526,10 @@ def _raise_severity(
     if SEVERITY_ORDER.index(detection.severity) > SEVERITY_ORDER.index(current):
         audit.append(
             partial(
-                _audit_case,
+                audit_case_event,
                 session,
                 case,
+                actor=SYSTEM_ACTOR,
                 action="case.severity",
                 before={"severity": current.value},
                 after={
@@ -545,41 +546,6 @@ def _raise_severity(
         audit.append(
             apply_routing(session, case, route, kind="critical_copy", actor=SYSTEM_ACTOR, now=now)
         )
-
-
-def _audit_case(
-    session: Session,
-    case: CaseRow,
-    *,
-    action: str,
-    before: dict[str, Any] | None,
-    after: dict[str, Any],
-    now: datetime,
-) -> AuditEvent:
-    # The case's id is read only now: a new case has one once it has been flushed.
-    target = case_ref(case.id)
-    return _system_event(session, action=action, target=target, before=before, after=after, now=now)
-
-
-def _system_event(
-    session: Session,
-    *,
-    action: str,
-    target: str,
-    before: dict[str, Any] | None,
-    after: dict[str, Any],
-    now: datetime,
-) -> AuditEvent:
-    return record_event(
-        session,
-        actor=SYSTEM_ACTOR.user_id,
-        role=SYSTEM_ACTOR.role.value,
-        action=action,
-        target=target,
-        before=before,
-        after=after,
-        at=now,
-    )
 
 
 def _case_for(
@@ -614,15 +580,14 @@ def _move(
     action: str,
     **details: str,
 ) -> None:
-    record_event(
+    audit_case_event(
         session,
-        actor=actor.user_id,
-        role=actor.role.value,
+        case,
+        actor=actor,
         action=action,
-        target=case_ref(case.id),
         before={"status": case.status},
         after={"status": status.value, **details},
-        at=now,
+        now=now,
     )
     case.status = status.value
 

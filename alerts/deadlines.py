@@ -22,9 +22,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alerts.actors import SYSTEM_ACTOR
-from alerts.audit import lock_chain
+from alerts.audit import case_ref, lock_chain
 from alerts.database import CaseRow
-from alerts.routing import COMPLIANCE_QUEUE, Route, case_ref, record_routing, supervisor_route
+from alerts.routing import COMPLIANCE_QUEUE, Route, record_routing, supervisor_route
 from core.calendar import WorkingCalendar
 from core.detection import Severity
 

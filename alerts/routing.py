@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alerts.actors import Actor, Role, require_role
-from alerts.audit import AuditEvent, lock_chain, record_event
+from alerts.audit import AuditEvent, audit_case_event, lock_chain, record_event
 from alerts.database import CaseRow, CustomerRow, ManagerRow, RoutingDecisionRow
 from core.detection import Severity
 from core.errors import Conflict, InvalidInput, NotFound
@@ -152,7 +152,7 @@ def apply_routing(
     if escalation_level is not None:
         case.escalation_level = escalation_level
     return partial(
-        _audit_routing,
+        audit_case_event,
         session,
         case,
         actor=actor,
@@ -160,29 +160,6 @@ def apply_routing(
         before=None if kind == "new_case" else before,
         after={**_assignment(case), "reason": route.reason},
         now=now,
-    )
-
-
-def _audit_routing(
-    session: Session,
-    case: CaseRow,
-    *,
-    actor: Actor,
-    action: str,
-    before: dict[str, object] | None,
-    after: dict[str, object],
-    now: datetime,
-) -> AuditEvent:
-    # The case's id is read only now: a new case has one once it has been flushed.
-    return record_event(
-        session,
-        actor=actor.user_id,
-        role=actor.role.value,
-        action=action,
-        target=case_ref(case.id),
-        before=before,
-        after=after,
-        at=now,
     )
 
 
@@ -257,11 +234,6 @@ def manager_email(session: Session, *, manager_id: str) -> str | None:
     return row.email if row is not None and row.email else None
 
 
-def case_ref(case_id: int) -> str:
-    """How people name a case: ``C12``."""
-    return f"C{case_id}"
-
-
 def _route(assignee: str | None, steps: list[str]) -> Route:
     if assignee is None:
         steps.append("routed to the compliance queue")
@@ -285,7 +257,6 @@ __all__ = [
     "Reassignment",
     "Route",
     "apply_routing",
-    "case_ref",
     "first_active",
     "manager_email",
     "prefetch_routing",

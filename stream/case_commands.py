@@ -30,12 +30,12 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from alerts.actors import Actor, Role
-from alerts.audit import export_audit, lock_chain, record_event, verify_audit_chain
+from alerts.audit import case_ref, export_audit, lock_chain, record_event, verify_audit_chain
 from alerts.cases import Disposition
 from alerts.database import make_engine
 from alerts.imports import ImportRejected, ImportResult, import_customers, import_managers
 from alerts.performance import ESCALATED, ManagerPerformance, manager_performance
-from alerts.routing import case_ref, reassign_manager
+from alerts.routing import reassign_manager
 from core.errors import AmlwatchError, LocatedInputError
 from core.settings import Settings
 from stream.case_store import CaseStore, database_url, prepare_database, printable_url

@@ -20,6 +20,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from alerts.audit import case_ref
 from alerts.database import (
     AlertRow,
     CaseRow,
@@ -29,7 +30,6 @@ from alerts.database import (
     SuspiciousReportRow,
 )
 from alerts.reports.config import PbocTags
-from alerts.routing import case_ref
 from alerts.transactions import StoredTransaction, transactions_by_id
 from core.errors import InvalidInput
 

@@ -19,14 +19,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alerts.actors import SYSTEM_ACTOR, Actor, Role, require_role
-from alerts.audit import lock_chain, record_event
+from alerts.audit import audit_case_event, lock_chain, record_event
 from alerts.database import (
     CaseRow,
     LargeValueReportRow,
     ReportExportRow,
     SuspiciousReportRow,
 )
-from alerts.routing import case_ref
 from core.calendar import WorkingCalendar, bank_day
 from core.errors import Conflict, InvalidInput, NotFound
 
@@ -96,15 +95,14 @@ def record_decided_reports(
         )
         session.add(record)
         session.flush()
-        record_event(
+        audit_case_event(
             session,
-            actor=SYSTEM_ACTOR.user_id,
-            role=SYSTEM_ACTOR.role.value,
+            case,
+            actor=SYSTEM_ACTOR,
             action="report.suspicious.record",
-            target=case_ref(case.id),
             before=None,
             after={"report_id": record.id, "deadline": record.deadline},
-            at=now,
+            now=now,
         )
         created.append(case.id)
     return created

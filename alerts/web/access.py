@@ -16,8 +16,8 @@ from sqlalchemy import ColumnElement, false, or_, select, true
 from sqlalchemy.orm import Session
 
 from alerts.actors import Actor, Role
+from alerts.audit import case_ref
 from alerts.database import CaseRow, CustomerRow, ManagerRow
-from alerts.routing import case_ref
 from core.errors import Forbidden, NotFound
 
 

@@ -15,11 +15,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from alerts.actors import Actor
-from alerts.audit import AuditEvent, audit_event
+from alerts.audit import AuditEvent, audit_event, case_ref
 from alerts.cases import CaseSummary, get_case, summarize_case
 from alerts.database import AlertRow, AuditEventRow, CaseRow, NoteRow
 from alerts.deadlines import DeadlinePolicy, str_due, work_deadline
-from alerts.routing import OPEN_STATES, case_ref
+from alerts.routing import OPEN_STATES
 from alerts.transactions import StoredTransaction, customer_transactions, transactions_by_id
 from alerts.web.access import case_scope, visible_case
 from core.calendar import WorkingCalendar
