@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.conftest import run_bench_script
+
 PHASES = ("order", "rules", "features", "scoring", "anomalies")
 
 
 def test_backtest_bench_writes_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "backtest.json"
-    completed = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "bench" / "backtest_bench.py"),
-         "--customers", "40", "--days", "12", "--train-days", "9", "--out", str(out)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    result = json.loads(out.read_text())
+    run = run_bench_script(
+        "backtest_bench.py", "--customers", "40", "--days", "12", "--train-days", "9", out=out
+    )
+    result = run.result
     assert result["transactions"] > 0
     assert result["training_transactions"] > 0
     assert result["rule_detections"] >= 0
@@ -34,4 +29,4 @@ def test_backtest_bench_writes_every_figure(tmp_path: Path) -> None:
         assert figures["wall_seconds"] > 0, phase
         assert 0 < figures["share_of_cpu"] < 1, phase
     assert {"python", "platform", "cpu", "load_average_at_end"} <= set(result["machine"])
-    assert "tx/s" in completed.stdout
+    assert "tx/s" in run.stdout

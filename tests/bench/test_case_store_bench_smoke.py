@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -10,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.conftest import REPO_ROOT, run_bench_script
+
 BENCH_SCRIPT = REPO_ROOT / "bench" / "case_store_bench.py"
 POSTGRES_ENV = "AMLWATCH_TEST_POSTGRES_URL"
 PHASES = ("transactions", "transactions_redelivered", "alerts")
@@ -30,22 +30,12 @@ def test_case_store_bench_writes_a_complete_result(tmp_path: Path) -> None:
     """A tiny run exits 0 and writes every phase's figures for each database, positive."""
     out = tmp_path / "results" / "case_store.json"
     args = ["--transactions", "300", "--transaction-batch", "100", "--alerts", "40"]
-    args += ["--alert-batch", "10", "--customers", "30", "--out", str(out)]
+    args += ["--alert-batch", "10", "--customers", "30"]
     postgres = os.environ.get(POSTGRES_ENV)
     if postgres:
         args += ["--database-url", postgres]
 
-    completed = subprocess.run(
-        [sys.executable, str(BENCH_SCRIPT), *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    result = json.loads(out.read_text())
+    result = run_bench_script("case_store_bench.py", *args, out=out).result
     assert result["timestamp"] and result["bench_seconds"] > 0
     assert {"cpu_count", "python", "sqlalchemy", "sqlite"} <= result["machine"].keys()
     assert result["parameters"]["transactions"] == 300

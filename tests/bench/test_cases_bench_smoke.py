@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BENCH_SCRIPT = REPO_ROOT / "bench" / "cases_bench.py"
+from tests.bench.conftest import run_bench_script
+
 LATENCY_KEYS = ("p50", "p95", "p99", "max")
 
 
@@ -20,17 +17,7 @@ def test_cases_bench_writes_a_complete_result(tmp_path: Path) -> None:
     out = tmp_path / "results" / "cases.json"
     args = ["--rate", "200", "--duration", "4", "--warmup-seconds", "1", "--customers", "60"]
 
-    completed = subprocess.run(
-        [sys.executable, str(BENCH_SCRIPT), *args, "--out", str(out)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    result = json.loads(out.read_text())
+    result = run_bench_script("cases_bench.py", *args, out=out).result
     assert result["timestamp"]
     assert {"cpu_count", "python", "faust_streaming", "aiokafka"} <= result["machine"].keys()
     assert result["parameters"]["transactions"] == 800

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BENCH_SCRIPT = REPO_ROOT / "bench" / "memory_bench.py"
+from tests.bench.conftest import run_bench_script
 
 
 @pytest.mark.integration
@@ -18,17 +14,7 @@ def test_memory_bench_writes_a_complete_result(tmp_path: Path) -> None:
     """A small run exits 0; every streamed customer has a table entry of some bytes."""
     out = tmp_path / "results" / "memory.json"
 
-    completed = subprocess.run(
-        [sys.executable, str(BENCH_SCRIPT), "--customers", "300", "--out", str(out)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    result = json.loads(out.read_text())
+    result = run_bench_script("memory_bench.py", "--customers", "300", out=out).result
     assert result["timestamp"]
     params, table = result["parameters"], result["table"]
     assert params["customers"] == 300

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.conftest import run_bench_script
 
 
 def test_model_bench_writes_scoring_and_streaming_figures(tmp_path: Path) -> None:
     out = tmp_path / "model.json"
-    completed = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "bench" / "model_bench.py"),
-         "--customers", "30", "--days", "20", "--out", str(out)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    result = json.loads(out.read_text())
+    result = run_bench_script("model_bench.py", "--customers", "30", "--days", "20", out=out).result
     assert set(result["scoring_by_batch_size"]) == {"1", "10", "100", "1000"}
     for figures in result["scoring_by_batch_size"].values():
         assert figures["compiled_array_rows_per_second"] > 0

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.conftest import run_bench_script
 
 
 def test_rules_bench_writes_both_measurements(tmp_path: Path) -> None:
     out = tmp_path / "rules.json"
-    completed = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "bench" / "rules_bench.py"),
-         "--customers", "30", "--days", "20", "--out", str(out)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    result = json.loads(out.read_text())
+    result = run_bench_script("rules_bench.py", "--customers", "30", "--days", "20", out=out).result
     assert result["transactions"] > 0
     assert result["state_only"]["detections"] == 0
     for name in ("state_only", "full_pack"):

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BENCH_SCRIPT = REPO_ROOT / "bench" / "scale_bench.py"
+from tests.bench.conftest import run_bench_script
+
 SMALL_WORKLOAD = ["--customers", "40", "--days", "8", "--training-days", "8"]
 
 
@@ -19,17 +16,7 @@ def test_scale_bench_writes_a_complete_result(tmp_path: Path) -> None:
     """A small run exits 0; both runs process the whole stream, the group shares it."""
     out = tmp_path / "results" / "scale.json"
 
-    completed = subprocess.run(
-        [sys.executable, str(BENCH_SCRIPT), *SMALL_WORKLOAD, "--out", str(out)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    result = json.loads(out.read_text())
+    result = run_bench_script("scale_bench.py", *SMALL_WORKLOAD, out=out).result
     assert result["timestamp"]
     assert result["parameters"]["partitions"] == 4
     total = result["parameters"]["transactions"]

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BENCH_SCRIPT = REPO_ROOT / "bench" / "stream_bench.py"
+from tests.bench.conftest import run_bench_script
+
 RATES = ("wall_seconds", "cpu_seconds", "messages_per_second", "messages_per_cpu_second")
 # Small enough for a test, and long enough that some customers are past the warm-up.
 SMALL_WORKLOAD = ["--customers", "60", "--days", "9", "--training-days", "8"]
@@ -22,17 +19,7 @@ def test_stream_bench_writes_a_complete_result(tmp_path: Path) -> None:
     model scoring every scorable transaction, every alert emitted stored."""
     out = tmp_path / "results" / "stream.json"
 
-    completed = subprocess.run(
-        [sys.executable, str(BENCH_SCRIPT), *SMALL_WORKLOAD, "--out", str(out)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    result = json.loads(out.read_text())
+    result = run_bench_script("stream_bench.py", *SMALL_WORKLOAD, out=out).result
     assert result["timestamp"]
     assert {"cpu_count", "python", "faust_streaming", "aiokafka"} <= result["machine"].keys()
     params = result["parameters"]
