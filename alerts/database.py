@@ -10,6 +10,7 @@ write lock up front instead of failing when a read transaction tries to upgrade.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -35,6 +36,7 @@ from sqlalchemy import (
     TypeDecorator,
     create_engine,
     event,
+    text,
 )
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import (
@@ -367,6 +369,35 @@ def migrate(url: str | URL) -> None:
         engine.dispose()
 
 
+def new_sqlite_store(directory: Path) -> URL:
+    """A migrated, empty SQLite case store in ``directory``; its URL."""
+    url = make_url(default_url(directory))
+    migrate(url)
+    return url
+
+
+@contextmanager
+def temporary_schema_store(base_url: str | URL, *, schema_prefix: str) -> Iterator[URL]:
+    """A migrated, empty case store in a new PostgreSQL schema on ``base_url``, dropped
+    when the block ends.
+
+    For tests and benches: the database may be shared with other runs at the same time,
+    so each gets a schema of its own (``schema_prefix`` and a random suffix).
+    """
+    schema = f"{schema_prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base_url)
+    try:
+        with admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
+        migrate(url)
+        yield url
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
 def alembic_config(connection: Any = None) -> Config:
     """Alembic's configuration built in code (no alembic.ini), bound to ``connection``."""
     config = Config()
@@ -408,7 +439,9 @@ __all__ = [
     "default_url",
     "make_engine",
     "migrate",
+    "new_sqlite_store",
     "session_factory",
+    "temporary_schema_store",
 ]
 
 

@@ -27,9 +27,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -40,8 +38,8 @@ from typing import Any, TypeVar
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy import func, select
+from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 from stream_bench import machine_busy_seconds, write_result
 
@@ -52,9 +50,10 @@ from alerts.database import (
     AlertRow,
     TransactionRow,
     make_engine,
-    migrate,
+    new_sqlite_store,
     session_factory,
     session_scope,
+    temporary_schema_store,
 )
 from alerts.imports import import_customers, import_managers
 from alerts.transactions import StoredTransaction, store_transactions
@@ -282,31 +281,6 @@ def check_store(
         raise BenchError(f"the audit chain is broken: {verdict.message}")
 
 
-@contextmanager
-def sqlite_store(directory: Path) -> Iterator[URL]:
-    """A fresh migrated SQLite file in ``directory``."""
-    url = make_url(f"sqlite:///{directory / 'cases.sqlite3'}")
-    migrate(url)
-    yield url
-
-
-@contextmanager
-def postgresql_store(base_url: str) -> Iterator[URL]:
-    """A fresh migrated schema of its own on ``base_url``, dropped afterwards."""
-    schema = f"case_store_bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base_url)
-    try:
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
-        migrate(url)
-        yield url
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
-
-
 def _version(distribution: str) -> str | None:
     try:
         return metadata.version(distribution)
@@ -342,10 +316,11 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             TimeElapsedColumn(),
         )
         with Progress(*columns, console=console) as progress:
-            with sqlite_store(work_dir) as url:
-                runs.append(run_database(url, workload, args, progress))
+            runs.append(run_database(new_sqlite_store(work_dir), workload, args, progress))
             if args.database_url:
-                with postgresql_store(args.database_url) as url:
+                with temporary_schema_store(
+                    args.database_url, schema_prefix="case_store_bench"
+                ) as url:
                     runs.append(run_database(url, workload, args, progress))
     return {
         "timestamp": started.isoformat(),

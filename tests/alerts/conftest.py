@@ -4,19 +4,18 @@ PostgreSQL in its own schema (other runs share that database at the same time)."
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
 from alerts.actors import Actor, Role
-from alerts.database import make_engine, migrate, session_factory
+from alerts.database import make_engine, new_sqlite_store, session_factory, temporary_schema_store
 from alerts.imports import import_customers, import_managers
 from core.calendar import WorkingCalendar
 from core.customer import CUSTOMER_COLUMNS, Customer, CustomerType, RiskRating
@@ -36,25 +35,13 @@ def migrated_store(kind: str, directory: Path, schema_prefix: str) -> Iterator[U
     is skipped unless AMLWATCH_TEST_POSTGRES_URL is set.
     """
     if kind == "sqlite":
-        url = make_url(f"sqlite:///{directory / 'cases.sqlite3'}")
-        migrate(url)
-        yield url
+        yield new_sqlite_store(directory)
         return
     base = os.environ.get(POSTGRES_ENV)
     if not base:
         pytest.skip(f"PostgreSQL cases need {POSTGRES_ENV} (a SQLAlchemy URL)")
-    schema = f"{schema_prefix}_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
-    try:
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-        migrate(url)
+    with temporary_schema_store(base, schema_prefix=schema_prefix) as url:
         yield url
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
