@@ -22,13 +22,15 @@ parts:
 
 A jump shows only when a record after the stretch arrives. When the dropped stretch
 ran to the end of the partition (a restart that finds the whole backlog already
-written), nothing comes after it: Faust's read position sits at the end, nothing is
-fetched and the partition stalls uncommitted for good. This was the restart stall of
-sessions 2-4 (about one crash-test run in ten). The watch's timer therefore also
-compares, per partition, what the agent expects next with how far Faust says it
-delivered (:class:`FaustPositions`): a partition that has records beyond the expected
-offset, whose delivery Faust counts as done, but from which nothing reaches the agent
-for ``DELIVERY_STALL_SECONDS`` is sought back the same way.
+written), nothing comes after it: the Kafka client's position sits at the end, nothing
+more is fetched and the partition stalls uncommitted for good. This was the restart
+stall of sessions 2-4 (about one crash-test run in ten); a live worker caught in it
+showed, for the stalled partitions, the client's position at the high watermark,
+Faust's read offset unset and the agent still waiting for the committed offset. The
+watch's timer therefore also compares, per partition, the offset the agent expects
+with the client's position (:class:`FaustPositions`): a partition whose client has
+handed out the expected record but from which nothing reaches the agent for
+``DELIVERY_STALL_SECONDS`` is sought back the same way.
 """
 
 from __future__ import annotations
@@ -80,11 +82,9 @@ class Positions(Protocol):
     def committed(self, tp: Any) -> int | None:
         """The next offset after the committed ones, None when nothing was committed."""
 
-    def delivered(self, tp: Any) -> int | None:
-        """The offset the consumer last handed to the agents' queues (or sought to)."""
-
-    def end(self, tp: Any) -> int | None:
-        """The partition's high watermark: the offset the next record written gets."""
+    def handed_out(self, tp: Any) -> int | None:
+        """The Kafka client's position: the offset after the last record it handed to
+        Faust (or the offset it was sought to); None while it has none."""
 
 
 class FaustPositions:
@@ -101,12 +101,17 @@ class FaustPositions:
         committed = self.consumer._committed_offset.get(tp)
         return committed if committed is not None and committed >= 0 else None
 
-    def delivered(self, tp: Any) -> int | None:
-        return self.consumer._read_offset.get(tp)
-
-    def end(self, tp: Any) -> int | None:
-        end = self.consumer.highwater(tp)
-        return end if end is not None and end >= 0 else None
+    def handed_out(self, tp: Any) -> int | None:
+        # Faust's own read offset is no guide: a revocation or seek resets it, and it
+        # was unset on the stalled partitions. The client's position is read without
+        # its thread's loop; an int, read whole.
+        client = self.consumer._thread._consumer  # type: ignore[attr-defined]
+        subscription = client._subscription.subscription if client is not None else None
+        assignment = subscription.assignment if subscription is not None else None
+        if assignment is None or tp not in assignment.tps:
+            return None
+        state = assignment.state_value(tp)
+        return state.position if state.has_valid_position else None
 
 
 def watch_stream_offsets(app: Any, stream: Any, jumps: Counter) -> OffsetJumpWatch:
@@ -145,8 +150,8 @@ class OffsetJumpWatch:
         self.rewinding: dict[Any, int] = {}
         self.sought_at: dict[Any, float] = {}
         self.first_sought_at: dict[Any, float] = {}
-        # Per partition: the offset the agent waits for and since when, while Faust
-        # counts it as delivered (see seek_where_delivery_stopped).
+        # Per partition: the offset the agent waits for and since when, while the Kafka
+        # client has handed it out (see seek_where_delivery_stopped).
         self.waiting_since: dict[Any, tuple[int, float]] = {}
 
     def in_order(self, event: EventT) -> bool:
@@ -207,25 +212,23 @@ class OffsetJumpWatch:
         await self.seek(tp, offset)
 
     async def seek_where_delivery_stopped(self) -> None:
-        """Seek back where records the agent waits for were delivered but never came.
+        """Seek back where records the agent waits for were handed out but never came.
 
-        Called by the timer. A partition qualifies when it holds records from the offset
-        the agent expects, Faust's read position says it delivered that far, and that
-        has not changed for DELIVERY_STALL_SECONDS: the records were dropped on the way.
+        Called by the timer. A partition qualifies when the Kafka client has handed out
+        the record the agent expects next, and the agent has waited for it for
+        DELIVERY_STALL_SECONDS: it was dropped on the way.
         """
         now = time.monotonic()
         for tp in self.positions.assigned(self.topics):
             expected = self.next_offset.get(tp)
             if expected is None:
                 expected = self.positions.committed(tp)
-            end, delivered = self.positions.end(tp), self.positions.delivered(tp)
+            handed_out = self.positions.handed_out(tp)
             if (
                 tp in self.rewinding
                 or expected is None
-                or end is None
-                or delivered is None
-                or expected >= end
-                or delivered < expected
+                or handed_out is None
+                or handed_out <= expected
             ):
                 self.waiting_since.pop(tp, None)
                 continue
@@ -237,10 +240,10 @@ class OffsetJumpWatch:
                 continue
             del self.waiting_since[tp]
             log.warning(
-                "offsets %d-%d of %s[%d] were delivered but never reached the agent in "
+                "offsets %d-%d of %s[%d] were handed out but never reached the agent in "
                 "%.0fs; reading them again",
                 expected,
-                end - 1,
+                handed_out - 1,
                 tp.topic,
                 tp.partition,
                 now - waiting[1],

@@ -50,20 +50,16 @@ class Positions:
     """What the consumer reports per partition of topic "in" (see stream.offsets.Positions)."""
 
     committed_at: dict[int, int] = field(default_factory=dict)
-    delivered_to: dict[int, int] = field(default_factory=dict)
-    ends: dict[int, int] = field(default_factory=dict)
+    positions: dict[int, int] = field(default_factory=dict)
 
     def assigned(self, topics: Iterable[str]) -> list[FakeTp]:
-        return [FakeTp("in", p) for p in self.ends] if "in" in topics else []
+        return [FakeTp("in", p) for p in self.positions] if "in" in topics else []
 
     def committed(self, tp: FakeTp) -> int | None:
         return self.committed_at.get(tp.partition)
 
-    def delivered(self, tp: FakeTp) -> int | None:
-        return self.delivered_to.get(tp.partition)
-
-    def end(self, tp: FakeTp) -> int | None:
-        return self.ends.get(tp.partition)
+    def handed_out(self, tp: FakeTp) -> int | None:
+        return self.positions.get(tp.partition)
 
 
 class Watched:
@@ -81,7 +77,7 @@ class Watched:
 
     async def _seek(self, tp: FakeTp, offset: int) -> None:
         self.seeks.append((tp.partition, offset))
-        self.positions.delivered_to[tp.partition] = offset  # as Faust's seek does
+        self.positions.positions[tp.partition] = offset  # as the client's seek does
 
     def deliver(self, *offsets: tuple[int, int]) -> None:
         async def run() -> None:
@@ -155,7 +151,7 @@ def test_the_first_record_after_a_restart_must_follow_the_committed_offset() -> 
     assert watched.handled == [(0, 200), (0, 201), (1, 300)]
 
 
-def test_records_delivered_to_the_partition_end_that_never_came_are_read_again(
+def test_records_handed_out_to_the_partition_end_that_never_came_are_read_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr("stream.offsets.DELIVERY_STALL_SECONDS", 0.0)
@@ -163,9 +159,7 @@ def test_records_delivered_to_the_partition_end_that_never_came_are_read_again(
     # no record after them ever arrives to show a jump; partition 2 is still being read;
     # partition 3's records 500-549 were dropped before the first one reached the agent.
     positions = Positions(
-        committed_at={0: 0, 1: 0, 2: 0, 3: 500},
-        delivered_to={0: 49, 1: 199, 2: 19, 3: 549},
-        ends={0: 50, 1: 200, 2: 90, 3: 550},
+        committed_at={0: 0, 1: 0, 2: 0, 3: 500}, positions={0: 50, 1: 200, 2: 20, 3: 550}
     )
     watched = Watched(positions)
     watched.deliver(*[(0, o) for o in range(50)], *[(1, o) for o in range(102)])
@@ -183,7 +177,7 @@ def test_a_partition_whose_next_record_keeps_changing_is_not_stalled(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr("stream.offsets.DELIVERY_STALL_SECONDS", 0.0)
-    positions = Positions(committed_at={0: 0}, delivered_to={0: 300}, ends={0: 400})
+    positions = Positions(committed_at={0: 0}, positions={0: 300})
     watched = Watched(positions)
     for first in (0, 100, 200):
         watched.deliver(*[(0, o) for o in range(first, first + 100)])
