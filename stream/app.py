@@ -47,7 +47,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import faust
-from aiokafka.partitioner import murmur2
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import EventT
 from faust.web import Request, Response, View
@@ -61,7 +60,7 @@ from models.features import country_risk_from_lists
 from models.scoring import outside_cooldown
 from rules.engine import ProcessResult, RuleEngine
 from rules.state import CustomerState
-from stream.customer_table import ConfirmedChangelogTable, CustomerRecord, CustomerTable
+from stream.customer_table import ChangelogBatches, CustomerRecord, CustomerTable
 from stream.customers import CustomerDirectory
 from stream.dead_letter import NO_REFERENCE_DATA_REASON, UNEXPECTED_REASON, dead_letter_headers
 from stream.dev_broker import adapt_to_embedded_broker
@@ -72,6 +71,7 @@ from stream.offsets import (
     seek_again_where_stalled,
     watch_stream_offsets,
 )
+from stream.partitioning import partition_of
 from stream.scoring import BehaviourTracker, LiveModel, ScoringBatch
 
 log = logging.getLogger(__name__)
@@ -197,13 +197,13 @@ def build_app(
     by_customer_topic = app.topic(f"{settings.app_id}-transactions-by-customer", **topic_options)
     alerts_topic = app.topic(settings.alerts_topic, **topic_options)
     reports_topic = app.topic(settings.reports_topic, **topic_options)
-    customer_state = ConfirmedChangelogTable(
+    customer_state: faust.Table[bytes, bytes] = faust.Table(
         app,
         name="customer-state",
         beacon=app.tables.beacon,
-        # Raw customer_id bytes through Faust's partitioner: the changelog partition
-        # of a customer is computed as the by-customer topic's is, from the same key
-        # bytes, whichever event of a micro-batch is current when the value is written.
+        # Raw customer_id bytes. Values are written through CustomerTable, whose
+        # ChangelogBatches puts a customer's record on the key's murmur2 partition, as
+        # the by-customer topic's; Faust's own per-key changelog path is not used.
         # The types as well as the schema: Faust derives the changelog topic's (and
         # so table recovery's) serializers from key_type/value_type.
         key_type=bytes,
@@ -211,7 +211,6 @@ def build_app(
         schema=faust.Schema(
             key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
         ),
-        use_partitioner=True,
         partitions=settings.topic_partitions,
         help="Per-customer rules state and behaviour profile, by customer_id.",
     )
@@ -227,7 +226,15 @@ def build_app(
         by_customer_topic=by_customer_topic,
         alerts_topic=alerts_topic,
         reports_topic=reports_topic,
-        customer_table=CustomerTable(customer_state, tz),
+        customer_table=CustomerTable(
+            customer_state,
+            tz,
+            ChangelogBatches(
+                lambda: app.producer._ensure_producer(),  # type: ignore[attr-defined]
+                customer_state.changelog_topic.get_topic_name(),
+                settings.topic_partitions,
+            ),
+        ),
         engine=engine,
         customers=customers,
         live_model=LiveModel(settings.model_registry, metrics),
@@ -339,11 +346,6 @@ def _register_agents(built: AmlwatchApp) -> None:
                 received.append(Received(event, tx, _rekeyed_position(event)))
             if received:
                 await _apply_batch(built, received, dead_letter)
-
-
-def partition_of(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner (murmur2, as Faust's) gives ``key``."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 async def _partitions_processed_in_place(built: AmlwatchApp) -> int:
@@ -525,14 +527,12 @@ async def _apply_batch_alone(
             if tx.tx_id in anomalies and not result.duplicate:
                 detections = (*detections, anomalies[tx.tx_id])
             await _emit(built, detections, counted=not result.duplicate)
-        for customer_id in changed:
-            table.put(customer_id, working[customer_id])
+        stored = table.put_all({customer_id: working[customer_id] for customer_id in changed})
         # Acknowledged once its records are in the changelog and its transactions kept
         # (redelivered ones too: keeping is idempotent).
         kept_transactions = [tx for tx, _ in applied]
         durable = asyncio.gather(
-            table.written_so_far(),
-            *(keep(kept_transactions) for keep in built.transaction_sinks),
+            stored, *(keep(kept_transactions) for keep in built.transaction_sinks)
         )
     except BaseException:
         # Records changed in place but not (all) written: re-read them next time.

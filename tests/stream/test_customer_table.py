@@ -6,18 +6,20 @@ from zoneinfo import ZoneInfo
 
 import faust
 
-from stream.customer_table import ConfirmedChangelogTable, CustomerRecord, CustomerTable
+from stream.customer_table import ChangelogBatches, CustomerRecord, CustomerTable
 
 TZ = ZoneInfo("Asia/Shanghai")
 
 
 def table_holding(values: dict[str, bytes], *, decoded_kept: int) -> CustomerTable:
     app = faust.App("customer-table-test", store="memory://")
-    faust_table = ConfirmedChangelogTable(app, name="state", key_type=bytes, value_type=bytes)
+    faust_table = faust.Table(app, name="state", key_type=bytes, value_type=bytes)
     # Values put straight into the store, as changelog recovery does.
     for customer_id, raw in values.items():
         faust_table.data[customer_id.encode()] = raw
-    return CustomerTable(faust_table, TZ, decoded_kept=decoded_kept)
+    # These tests read only: a changelog that is never written to.
+    changelog = ChangelogBatches(lambda: None, "state-changelog", 1)
+    return CustomerTable(faust_table, TZ, changelog, decoded_kept=decoded_kept)
 
 
 def record_bytes(transactions: int) -> bytes:
