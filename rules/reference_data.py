@@ -12,7 +12,7 @@ import csv
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Context, Decimal, Inexact, InvalidOperation
 from importlib import resources
@@ -32,6 +32,7 @@ HOLIDAYS_FILE = "holidays-cn.csv"
 WATCH_LIST_FILE = "watchlist.csv"
 
 CENT = Decimal("0.01")
+RECENT_CONVERSIONS_KEPT = 4096
 MAX_RATE_DIGITS = 20
 # The two rate columns may disagree this much (rounding of hand-entered rates); more is a typo.
 RATE_CROSS_CHECK_TOLERANCE = Decimal("0.01")
@@ -91,6 +92,11 @@ class RateTable:
     source: str
     cny_per_unit: Mapping[str, Decimal]
     usd_per_unit: Mapping[str, Decimal]
+    # The worker converts each transaction's amount up to five times (rules, features,
+    # case store): the latest conversions are kept, by (amount, currency, rates).
+    _recent: dict[tuple[Decimal, str, int], Decimal] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cny_per_unit", MappingProxyType(dict(self.cny_per_unit)))
@@ -112,14 +118,25 @@ class RateTable:
     def _convert(
         self, amount: Decimal | int, currency: str, rates: Mapping[str, Decimal]
     ) -> Decimal:
-        # Every transaction is converted twice: the common exact-Decimal case skips the
-        # type checks and the copy.
-        if type(amount) is Decimal:
-            value = amount
-        elif isinstance(amount, float | bool) or not isinstance(amount, Decimal | int):
+        # The common exact-Decimal case skips the type checks and the copy, and finds a
+        # recent conversion of the same amount kept.
+        if type(amount) is Decimal and amount.is_finite():
+            recent = self._recent
+            key = (amount, currency, id(rates))
+            converted = recent.get(key)
+            if converted is None:
+                converted = self._convert_exactly(amount, currency, rates)
+                if len(recent) >= RECENT_CONVERSIONS_KEPT:
+                    recent.clear()
+                recent[key] = converted
+            return converted
+        if isinstance(amount, float | bool) or not isinstance(amount, Decimal | int):
             raise TypeError(f"amount must be a Decimal or an int, not {type(amount).__name__}")
-        else:
-            value = Decimal(amount)
+        return self._convert_exactly(Decimal(amount), currency, rates)
+
+    def _convert_exactly(
+        self, value: Decimal, currency: str, rates: Mapping[str, Decimal]
+    ) -> Decimal:
         rate = rates.get(currency)
         if rate is None:
             raise UnknownCurrency(currency, self.as_of)

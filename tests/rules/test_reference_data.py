@@ -156,6 +156,17 @@ def test_conversion_rounding_and_huge_amounts() -> None:
         table.cny_per_unit["EUR"] = Decimal(8)  # type: ignore[index]
 
 
+def test_a_kept_conversion_answers_only_the_same_amount_currency_and_direction() -> None:
+    rates = load_rates()
+    amount = Decimal("1234.56")
+    in_cny, in_usd = rates.to_cny(amount, "USD"), rates.to_usd(amount, "USD")
+    assert in_cny != in_usd
+    assert (rates.to_cny(amount, "USD"), rates.to_usd(amount, "USD")) == (in_cny, in_usd)
+    assert rates.to_cny(amount, "CNY") == amount
+    with pytest.raises(TypeError, match="float"):
+        rates.to_cny(1234.56, "USD")  # type: ignore[arg-type]
+
+
 def test_unknown_currency_and_float_amounts_are_refused() -> None:
     rates = load_rates()
     with pytest.raises(UnknownCurrency, match="'XAU'") as refused:
