@@ -166,7 +166,9 @@ class CustomerTable:
         self._decoded: OrderedDict[str, tuple[bytes, CustomerRecord]] = OrderedDict()
 
     def get(self, customer_id: str) -> CustomerRecord | None:
-        raw = self.table.get(customer_id.encode())
+        # The store itself: the table's own get reports every read to the sensors,
+        # a Prometheus label lookup per transaction.
+        raw = self.table.data.get(customer_id.encode())
         if raw is None:
             return None
         cached = self._decoded.get(customer_id)
