@@ -47,7 +47,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import faust
-from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import EventT
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
@@ -64,7 +63,7 @@ from stream.customer_table import ChangelogBatches, CustomerRecord, CustomerTabl
 from stream.customers import CustomerDirectory
 from stream.dead_letter import NO_REFERENCE_DATA_REASON, UNEXPECTED_REASON, dead_letter_headers
 from stream.dev_broker import adapt_to_embedded_broker
-from stream.metrics import StreamMetrics
+from stream.metrics import StreamMetrics, setup_faust_sensors
 from stream.offsets import (
     RESEEK_SECONDS,
     refuse_offset_gaps,
@@ -181,7 +180,7 @@ def build_app(
         **faust_broker_options(settings),
     )
     metrics = StreamMetrics.create(registry)
-    setup_prometheus_sensors(app, registry=metrics.registry, name_prefix="faust")
+    setup_faust_sensors(app, metrics.registry)
 
     topic_options: dict[str, Any] = {
         "key_type": bytes,
