@@ -518,7 +518,13 @@ def _daily_cny(hours: int | None, event_filter: EventFilter) -> Compiled:
     def bound(ctx: EvalContext) -> Decimal:
         direction = event_filter.direction_for(ctx.event.direction)
         day = ctx.event.day
-        return Decimal(ctx.state.daily_fen_total(direction, day - back, day + ahead + 1)).scaleb(-2)
+        # Rules of a pack share these day ranges: summed once per transaction.
+        key = ("daily_cny", direction, day - back, day + ahead + 1)
+        total = ctx.cache.get(key)
+        if total is None:
+            fen = ctx.state.daily_fen_total(direction, day - back, day + ahead + 1)
+            total = ctx.cache[key] = Decimal(fen).scaleb(-2)
+        return total
 
     return bound
 
