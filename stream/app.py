@@ -286,7 +286,6 @@ def _register_agents(built: AmlwatchApp) -> None:
 
     @app.agent(built.transactions_topic, name=f"{settings.app_id}.apply_rules")
     async def apply_rules(stream: faust.StreamT[bytes]) -> None:
-        await _learn_changelog_partitions(built)
         partitions = await _partitions_processed_in_place(built)
         # take_events is missing from StreamT, the interface type; Stream has it.
         batches = stream.take_events(  # type: ignore[attr-defined]
@@ -324,7 +323,6 @@ def _register_agents(built: AmlwatchApp) -> None:
 
     @app.agent(built.by_customer_topic, name=f"{settings.app_id}.apply_rekeyed_rules")
     async def apply_rekeyed_rules(stream: faust.StreamT[bytes]) -> None:
-        await _learn_changelog_partitions(built)
         batches = stream.take_events(  # type: ignore[attr-defined]
             BATCH_MAX_EVENTS, within=BATCH_WAIT_SECONDS
         )
@@ -569,18 +567,6 @@ def _take_anomaly(state: CustomerState, detection: Detection) -> bool:
         return False
     state.fired[ANOMALY_COOLDOWN_KEY] = at
     return True
-
-
-async def _learn_changelog_partitions(built: AmlwatchApp) -> None:
-    """Have the producer fetch the changelog's partitions before the first table write.
-
-    With ``use_partitioner`` the table hashes each key with the producer's own
-    partitioner, which needs the topic's metadata at once, and aiokafka fetches it only
-    for topics it was asked about (the first write would crash with a TypeError).
-    """
-    changelog = built.customer_table.table.changelog_topic.get_topic_name()
-    producer = built.faust_app.producer._ensure_producer()  # type: ignore[attr-defined]
-    await producer.partitions_for(changelog)
 
 
 def _rekeyed_position(event: EventT) -> Position | None:
