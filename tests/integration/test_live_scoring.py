@@ -20,8 +20,8 @@ from models.features import country_risk_from_lists
 from models.registry import activate
 from models.training import save_result, train_detector
 from rules.backtest import in_event_order
-from stream.partitioning import partition_of
 from stream.detection_engine import build_rule_engine
+from stream.partitioning import partition_of
 from stream.simulator import (
     derive_rng,
     generate_history,
