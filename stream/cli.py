@@ -198,7 +198,10 @@ def up(
 ) -> None:
     """Start broker (when embedded) + worker (+ simulator) together; Ctrl-C stops all."""
     settings = load_settings()
-    # A plain `kill` must stop the children too, not orphan them.
+    # Ctrl-C and a plain `kill` must stop the children too, not orphan them. SIGINT is
+    # set as well: a shell that starts us in the background leaves it ignored, and
+    # Python then keeps it ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     logs = settings.data_dir / "logs"
     if simulate:

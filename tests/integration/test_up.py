@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -125,5 +126,10 @@ def test_up_with_simulator_processes_a_rising_count_and_stops_everything(tmp_pat
         assert customers > 0, "routing needs the customers in the case store"
     finally:
         if up.poll() is None:
+            # Its children too: a failed test must not leave a worker and broker running.
+            leftover = psutil.Process(up.pid).children(recursive=True)
             up.kill()
             up.wait()
+            for child in leftover:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
