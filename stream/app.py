@@ -91,7 +91,8 @@ BATCH_WAIT_SECONDS = 0.05
 SLOW_DURABILITY_SECONDS = 15.0
 DURABLE_BATCHES_IN_FLIGHT = 2
 
-DeadLetter = Callable[[EventT, str, str, str | None], Awaitable[None]]
+# Sends a message's original bytes to the dead-letter topic; returns its delivery.
+DeadLetter = Callable[[EventT, str, str, str | None], Awaitable[Awaitable[Any]]]
 # Where a decoded transaction sits in an ordered input: (stream name, offset).
 Position = tuple[str, int]
 # Awaited with every batch's valid transactions before the batch is acknowledged.
@@ -254,9 +255,11 @@ def build_app(
 def _register_agents(built: AmlwatchApp) -> None:
     app, settings, metrics = built.faust_app, built.settings, built.metrics
 
-    async def dead_letter(event: EventT, reason: str, message: str, field: str | None) -> None:
+    async def dead_letter(
+        event: EventT, reason: str, message: str, field: str | None
+    ) -> Awaitable[Any]:
         source = event.message
-        await built.dead_letter_topic.send(
+        delivery = await built.dead_letter_topic.send(
             key=source.key,
             value=source.value if source.value is not None else b"",
             headers=dead_letter_headers(
@@ -269,10 +272,11 @@ def _register_agents(built: AmlwatchApp) -> None:
             ),
         )
         metrics.dead_lettered.labels(reason=reason).inc()
+        return delivery
 
-    async def rekey(event: EventT, tx: Transaction) -> None:
+    async def rekey(event: EventT, tx: Transaction) -> Awaitable[Any]:
         source = event.message
-        await built.by_customer_topic.send(
+        delivery = await built.by_customer_topic.send(
             key=tx.customer_id.encode(),
             value=tx.to_json_bytes(),
             # Record time = event time, so anything time-based downstream follows
@@ -283,6 +287,7 @@ def _register_agents(built: AmlwatchApp) -> None:
             headers=[(SOURCE_POSITION_HEADER, f"{source.partition}:{source.offset}".encode())],
         )
         metrics.rekeyed.inc()
+        return delivery
 
     @app.agent(built.transactions_topic, name=f"{settings.app_id}.apply_rules")
     async def apply_rules(stream: faust.StreamT[bytes]) -> None:
@@ -294,6 +299,7 @@ def _register_agents(built: AmlwatchApp) -> None:
         watch = watch_stream_offsets(app, stream, metrics.offset_jumps)
         async for batch in batches:
             here: list[Received] = []
+            passed_on = PassedOn()  # dead-lettered or re-keyed: acknowledged once delivered
             for event in batch:
                 if not (watch.in_order(event) or await watch.admit(event)):
                     continue
@@ -301,11 +307,16 @@ def _register_agents(built: AmlwatchApp) -> None:
                 try:
                     tx = decode_transaction(source.value, max_bytes=settings.max_message_bytes)
                 except InvalidTransaction as exc:
-                    await dead_letter(event, exc.reason.value, exc.message, exc.field)
+                    passed_on.add(
+                        event, await dead_letter(event, exc.reason.value, exc.message, exc.field)
+                    )
                     continue
                 except Exception as exc:
                     log.exception("unexpected error decoding offset %s", source.offset)
-                    await dead_letter(event, UNEXPECTED_REASON, type(exc).__name__, None)
+                    passed_on.add(
+                        event,
+                        await dead_letter(event, UNEXPECTED_REASON, type(exc).__name__, None),
+                    )
                     continue
                 key = tx.customer_id.encode()
                 if (
@@ -317,9 +328,10 @@ def _register_agents(built: AmlwatchApp) -> None:
                         Received(event, tx, (f"in-place-{source.partition}", source.offset))
                     )
                 else:
-                    await rekey(event, tx)
+                    passed_on.add(event, await rekey(event, tx))
             if here:
                 await _apply_batch(built, here, dead_letter)
+            await passed_on.hold(built.durable_acks)
 
     @app.agent(built.by_customer_topic, name=f"{settings.app_id}.apply_rekeyed_rules")
     async def apply_rekeyed_rules(stream: faust.StreamT[bytes]) -> None:
@@ -329,6 +341,7 @@ def _register_agents(built: AmlwatchApp) -> None:
         watch = watch_stream_offsets(app, stream, metrics.offset_jumps)
         async for batch in batches:
             received: list[Received] = []
+            passed_on = PassedOn()
             for event in batch:
                 if not (watch.in_order(event) or await watch.admit(event)):
                     continue
@@ -338,11 +351,14 @@ def _register_agents(built: AmlwatchApp) -> None:
                     )
                 except InvalidTransaction as exc:
                     # Only a foreign producer writing to our internal topic gets here.
-                    await dead_letter(event, exc.reason.value, exc.message, exc.field)
+                    passed_on.add(
+                        event, await dead_letter(event, exc.reason.value, exc.message, exc.field)
+                    )
                     continue
                 received.append(Received(event, tx, _rekeyed_position(event)))
             if received:
                 await _apply_batch(built, received, dead_letter)
+            await passed_on.hold(built.durable_acks)
 
 
 async def _partitions_processed_in_place(built: AmlwatchApp) -> int:
@@ -411,6 +427,37 @@ def _count_processed(
         else:
             metrics.processed.inc()
             metrics.latency.observe(max(0.0, done - tx.event_epoch))
+
+
+class PassedOn:
+    """A batch's messages handed on to another topic (dead-lettered, or re-keyed to the
+    by-customer topic) and the deliveries of what was sent for them.
+
+    Faust acknowledges a batch's events when the agent asks for the next batch, and its
+    commit flushes the producer only as far as its buffer queue is empty: a message
+    acknowledged while its forward is in flight is lost if the worker dies then. Each
+    is held (one more reference) until its forward is delivered.
+    """
+
+    def __init__(self) -> None:
+        self.events: list[EventT] = []
+        self.deliveries: list[Awaitable[Any]] = []
+
+    def add(self, event: EventT, delivery: Awaitable[Any]) -> None:
+        event.message.incref()
+        self.events.append(event)
+        self.deliveries.append(delivery)
+
+    async def hold(self, acks: DurableAcks) -> None:
+        """Acknowledge the events once every delivery is done (after earlier batches)."""
+        if self.events:
+            await acks.hold(
+                self.events, asyncio.gather(*self.deliveries), _nothing_more, backlog=False
+            )
+
+
+def _nothing_more() -> None:
+    """Nothing to count once handed-on messages are acknowledged."""
 
 
 class DurableAcks:
@@ -487,6 +534,7 @@ async def _apply_batch_alone(
     working: dict[str, CustomerRecord] = {}  # this batch's records, read once, written once
     changed: set[str] = set()
     applied: list[tuple[Transaction, ProcessResult]] = []
+    deliveries: list[Awaitable[Any]] = []  # of the detections and dead letters sent
     to_score = ScoringBatch()
     try:
         for item in batch:
@@ -500,7 +548,9 @@ async def _apply_batch_alone(
                 result = engine.process(record.rules, tx, customer, item.position)
             except InvalidInput as exc:
                 # Valid by contract but not processable here, e.g. no rate for its currency.
-                await dead_letter(item.event, NO_REFERENCE_DATA_REASON, str(exc), None)
+                deliveries.append(
+                    await dead_letter(item.event, NO_REFERENCE_DATA_REASON, str(exc), None)
+                )
                 continue
             applied.append((tx, result))
             if result.duplicate:
@@ -523,13 +573,14 @@ async def _apply_batch_alone(
             detections = result.detections
             if tx.tx_id in anomalies and not result.duplicate:
                 detections = (*detections, anomalies[tx.tx_id])
-            await _emit(built, detections, counted=not result.duplicate)
+            deliveries += await _emit(built, detections, counted=not result.duplicate)
         stored = table.put_all({customer_id: working[customer_id] for customer_id in changed})
-        # Acknowledged once its records are in the changelog and its transactions kept
-        # (redelivered ones too: keeping is idempotent).
+        # Acknowledged once its detections and dead letters are delivered, its records
+        # are in the changelog and its transactions kept (redelivered ones too: keeping
+        # is idempotent).
         kept_transactions = [tx for tx, _ in applied]
         durable = asyncio.gather(
-            stored, *(keep(kept_transactions) for keep in built.transaction_sinks)
+            stored, *deliveries, *(keep(kept_transactions) for keep in built.transaction_sinks)
         )
     except BaseException:
         # Records changed in place but not (all) written: re-read them next time.
@@ -581,11 +632,15 @@ def _rekeyed_position(event: EventT) -> Position | None:
     return None
 
 
-async def _emit(built: AmlwatchApp, detections: tuple[Detection, ...], *, counted: bool) -> None:
-    """Send detections to their topic: reports and alerts go separate ways."""
+async def _emit(
+    built: AmlwatchApp, detections: tuple[Detection, ...], *, counted: bool
+) -> list[Awaitable[Any]]:
+    """Send detections to their topic (reports and alerts go separate ways); their
+    deliveries."""
+    deliveries = []
     for detection in detections:
         topic = built.reports_topic if detection.outcome is Outcome.REPORT else built.alerts_topic
-        await topic.send(
+        delivery = await topic.send(
             key=detection.customer_id.encode(),
             value=json.dumps(detection.to_dict(), ensure_ascii=False).encode(),
         )
@@ -595,6 +650,8 @@ async def _emit(built: AmlwatchApp, detections: tuple[Detection, ...], *, counte
                 outcome=detection.outcome.value,
                 severity=detection.severity.value,
             ).inc()
+        deliveries.append(delivery)
+    return deliveries
 
 
 def _register_timers(built: AmlwatchApp) -> None:

@@ -205,13 +205,13 @@ class WorkerProcess:
             time.sleep(0.25)
         raise AssertionError(f"{failure} within {timeout}s; log tail:\n{self.log_tail()}")
 
-    def metrics(self) -> dict[str, float]:
-        """Our amlwatch_* samples as ``name{labels}`` -> value."""
+    def metrics(self, prefix: str = "amlwatch_") -> dict[str, float]:
+        """The samples named ``prefix...`` (ours by default) as ``name{labels}`` -> value."""
         text = httpx.get(f"{self.base_url}/metrics", timeout=5).text
         samples: dict[str, float] = {}
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
-                if not sample.name.startswith("amlwatch_"):
+                if not sample.name.startswith(prefix):
                     continue
                 labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
                 samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value

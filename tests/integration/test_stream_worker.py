@@ -101,6 +101,26 @@ def test_every_message_is_processed_or_dead_lettered(broker, names: StreamNames,
     assert worker.customer_counts() == dict(expected_counts)
     assert samples["amlwatch_processing_latency_seconds_count"] == 9_900
 
+    # Every input message is committed in the end, dead-lettered and re-keyed ones too:
+    # each is held until what was sent for it is delivered, then let go.
+    ends: dict[int, int] = {}
+    for partition, offset in positions:
+        ends[partition] = max(ends.get(partition, 0), offset + 1)
+
+    def all_committed() -> bool:
+        committed = worker.metrics(prefix="faust_topic_partition_offset_commited")
+        return all(
+            committed.get(
+                f"faust_topic_partition_offset_commited{{partition={partition},"
+                f"topic={names.transactions}}}",
+                0,
+            )
+            >= end
+            for partition, end in ends.items()
+        )
+
+    worker.wait_until(all_committed, 60, "not every input message was committed")
+
 
 def test_sigkill_mid_stream_then_restart_counts_each_transaction_once(
     broker, names: StreamNames, start_worker
