@@ -120,6 +120,13 @@ def test_every_message_is_processed_or_dead_lettered(broker, names: StreamNames,
         )
 
     worker.wait_until(all_committed, 60, "not every input message was committed")
+    # Faust's gauge of messages in flight comes back down: the batches acknowledged
+    # by amlwatch (not by Faust's stream) report their last acknowledgement too. A
+    # record held back after an offset jump is never reported, so a run with jumps
+    # may end above zero.
+    active = worker.metrics(prefix="faust_active_messages")["faust_active_messages"]
+    jumps = sum(worker.metrics(prefix="amlwatch_consumer_offset_jumps").values())
+    assert active == 0 or jumps > 0, f"{active:.0f} messages still counted in flight"
 
 
 def test_sigkill_mid_stream_then_restart_counts_each_transaction_once(
