@@ -61,7 +61,7 @@ from rules.engine import ProcessResult, RuleEngine
 from rules.state import CustomerState
 from stream.customer_table import ChangelogBatches, CustomerRecord, CustomerTable
 from stream.customers import CustomerDirectory
-from stream.dead_letter import NO_REFERENCE_DATA_REASON, UNEXPECTED_REASON, dead_letter_headers
+from stream.dead_letter import NO_REFERENCE_DATA_REASON, UNEXPECTED_REASON, send_dead_letter
 from stream.dev_broker import adapt_to_embedded_broker
 from stream.metrics import StreamMetrics, setup_faust_sensors
 from stream.offsets import (
@@ -258,18 +258,8 @@ def _register_agents(built: AmlwatchApp) -> None:
     async def dead_letter(
         event: EventT, reason: str, message: str, field: str | None
     ) -> Awaitable[Any]:
-        source = event.message
-        delivery = await built.dead_letter_topic.send(
-            key=source.key,
-            value=source.value if source.value is not None else b"",
-            headers=dead_letter_headers(
-                reason=reason,
-                message=message,
-                field=field,
-                topic=source.topic,
-                partition=source.partition,
-                offset=source.offset,
-            ),
+        delivery = await send_dead_letter(
+            built.dead_letter_topic, event, reason=reason, message=message, field=field
         )
         metrics.dead_lettered.labels(reason=reason).inc()
         return delivery

@@ -49,7 +49,7 @@ from core.errors import AmlwatchError
 from core.settings import Settings
 from core.transaction import Transaction
 from stream.case_store import CaseStore
-from stream.dead_letter import dead_letter_headers
+from stream.dead_letter import send_dead_letter
 from stream.offsets import watch_stream_offsets
 
 if TYPE_CHECKING:
@@ -226,20 +226,17 @@ def register_case_agents(
     case_metrics = CaseMetrics.create(metrics.registry)
 
     async def dead_letter(event: EventT, message: str) -> None:
-        source = event.message
-        await built.dead_letter_topic.send(
-            key=source.key,
-            value=source.value if source.value is not None else b"",
-            headers=dead_letter_headers(
-                reason=INVALID_DETECTION_REASON,
-                message=message,
-                field=None,
-                topic=source.topic,
-                partition=source.partition,
-                offset=source.offset,
-            ),
+        delivery = await send_dead_letter(
+            built.dead_letter_topic,
+            event,
+            reason=INVALID_DETECTION_REASON,
+            message=message,
+            field=None,
         )
         metrics.dead_lettered.labels(reason=INVALID_DETECTION_REASON).inc()
+        # Faust acknowledges the batch when the agent asks for the next one: the dead
+        # letter must be delivered by then (rare: a detection the store refuses).
+        await delivery
 
     async def store_batches(stream: faust.StreamT[bytes]) -> None:
         # take_events is missing from StreamT, the interface type; Stream has it.

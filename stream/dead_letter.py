@@ -7,7 +7,11 @@ The header names follow Kafka Connect's ``__connect.errors.*`` convention in spi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
+from typing import Any
+
+import faust
+from faust.types import EventT
 
 HEADER_PREFIX = "amlwatch.dlq."
 UNEXPECTED_REASON = "unexpected"
@@ -35,6 +39,27 @@ def dead_letter_headers(
     if field is not None:
         headers["field"] = field
     return [(HEADER_PREFIX + name, value.encode()) for name, value in headers.items()]
+
+
+async def send_dead_letter(
+    topic: faust.TopicT, event: EventT, *, reason: str, message: str, field: str | None
+) -> Awaitable[Any]:
+    """Send ``event``'s message, key and bytes as they came, to the dead-letter ``topic``
+    with the why and where in headers; the send's delivery, to await before the message
+    is acknowledged."""
+    source = event.message
+    return await topic.send(
+        key=source.key,
+        value=source.value if source.value is not None else b"",
+        headers=dead_letter_headers(
+            reason=reason,
+            message=message,
+            field=field,
+            topic=source.topic,
+            partition=source.partition,
+            offset=source.offset,
+        ),
+    )
 
 
 def read_dead_letter_headers(
