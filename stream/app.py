@@ -441,13 +441,7 @@ class PassedOn:
     async def hold(self, acks: DurableAcks) -> None:
         """Acknowledge the events once every delivery is done (after earlier batches)."""
         if self.events:
-            await acks.hold(
-                self.events, asyncio.gather(*self.deliveries), _nothing_more, backlog=False
-            )
-
-
-def _nothing_more() -> None:
-    """Nothing to count once handed-on messages are acknowledged."""
+            await acks.hold(self.events, asyncio.gather(*self.deliveries), backlog=False)
 
 
 class DurableAcks:
@@ -475,12 +469,12 @@ class DurableAcks:
         self,
         events: Sequence[EventT],
         durable: asyncio.Future[Any],
-        then: Callable[[], None],
+        then: Callable[[], None] | None = None,
         *,
         backlog: bool,
     ) -> None:
-        """Acknowledge ``events`` (each holding one extra reference) and call ``then``
-        when ``durable`` is done and every earlier batch was acknowledged; with
+        """Acknowledge ``events`` (each holding one extra reference) and call ``then``, if
+        given, when ``durable`` is done and every earlier batch was acknowledged; with
         ``backlog``, before returning."""
         previous = self._in_flight[-1] if self._in_flight else None
         self._in_flight.append(
@@ -497,7 +491,7 @@ class DurableAcks:
         self,
         events: Sequence[EventT],
         durable: asyncio.Future[Any],
-        then: Callable[[], None],
+        then: Callable[[], None] | None,
         previous: asyncio.Task[None] | None,
     ) -> None:
         try:
@@ -511,7 +505,8 @@ class DurableAcks:
             await self.app.crash(exc)
             raise
         _release(events)
-        then()
+        if then is not None:
+            then()
 
 
 async def _apply_batch_alone(

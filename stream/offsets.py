@@ -184,11 +184,7 @@ class OffsetJumpWatch:
             del self.rewinding[tp]
             self.first_sought_at.pop(tp, None)
         else:
-            expected = self.next_offset.get(tp)
-            if expected is None:
-                # The first record since the start or a rebalance: the committed offset
-                # is where the partition's records must resume.
-                expected = self.positions.committed(tp)
+            expected = self._expected(tp)
             if expected is not None and offset > expected:
                 log.warning(
                     "the consumer skipped offsets %d-%d of %s[%d]; reading them again",
@@ -205,6 +201,12 @@ class OffsetJumpWatch:
         self.next_offset[tp] = offset + 1
         return True
 
+    def _expected(self, tp: Any) -> int | None:
+        """The offset the agent must see next on ``tp``: after the last it handled, or,
+        before the first since the start or a rebalance, the committed offset."""
+        expected = self.next_offset.get(tp)
+        return self.positions.committed(tp) if expected is None else expected
+
     async def _read_again(self, tp: Any, offset: int) -> None:
         self.jumps.labels(topic=tp.topic).inc()
         self.rewinding[tp] = offset
@@ -220,9 +222,7 @@ class OffsetJumpWatch:
         """
         now = time.monotonic()
         for tp in self.positions.assigned(self.topics):
-            expected = self.next_offset.get(tp)
-            if expected is None:
-                expected = self.positions.committed(tp)
+            expected = self._expected(tp)
             handed_out = self.positions.handed_out(tp)
             if (
                 tp in self.rewinding
