@@ -43,6 +43,7 @@ from models.training import save_result, train_detector
 from rules.backtest import in_event_order, run_backtest
 from rules.engine import RuleEngine
 from stream.backtest_command import PhaseTimes, score_with_active_model
+from stream.collector import freeze_long_lived, tune_collector
 from stream.detection_engine import build_rule_engine
 from stream.simulator import derive_rng, generate_history, generate_reference
 
@@ -87,6 +88,9 @@ def main() -> None:
 
         progress.update(task, description="backtest", total=len(file), completed=0)
         os.sched_setaffinity(0, {args.cpu})
+        # As the backtest command does once its file is read.
+        tune_collector()
+        freeze_long_lived()
         phases = PhaseTimes()
         detections = run(file, customers, engine, settings, registry, phases, progress, task)
     wall = sum(phases.wall[phase] for phase in PHASES)

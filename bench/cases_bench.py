@@ -58,11 +58,13 @@ from stream_bench import (
     BenchError,
     Counts,
     code_state,
+    collector_pauses,
     log_tail,
     machine_busy_seconds,
     machine_facts,
     pin_to,
     pipeline_counter,
+    read_metrics,
     run_main,
     running_process,
     split_cores,
@@ -658,6 +660,7 @@ def _measure(
             )
         cases_before = count_rows(reader, CaseRow)
         cpu_before = (cpu_seconds(worker), cpu_seconds(broker_cpu), machine_busy_seconds())
+        metrics_before = read_metrics(web_port)
         measured_log = ProduceLog()
         produce_task = progress.add_task("producing", total=len(measured_records))
         asyncio.run(
@@ -693,6 +696,7 @@ def _measure(
         )
         done_at = time.time()
         rss = worker.memory_info().rss
+        pauses = collector_pauses(metrics_before, read_metrics(web_port))
     finally:
         monitor.stop()
         monitor.poll()  # one last reading, after the worker stopped moving (or time ran out)
@@ -710,6 +714,7 @@ def _measure(
         done_at=done_at,
         rss=rss,
         startup_seconds=startup_seconds,
+        pauses=pauses,
     )
 
 
@@ -727,6 +732,7 @@ def _figures(
     done_at: float,
     rss: int,
     startup_seconds: float,
+    pauses: dict[str, dict[str, float]] | None,
 ) -> dict[str, Any]:
     total = len(workload.records)
     measured = workload.measured
@@ -809,6 +815,8 @@ def _figures(
             "machine_cpu_share": round(cpu_used.machine / (busy_window * (os.cpu_count() or 1)), 3),
             "startup_seconds": round(startup_seconds, 2),
             "rss_bytes_at_end": rss,
+            # From the first measured send to the end, by generation (2: full collections).
+            "collector_pauses": pauses,
         },
         "alerts": {
             "complete": complete and missing == 0,

@@ -432,6 +432,33 @@ def metric_total(metrics: dict[str, float], name: str, **labels: str) -> float:
     )
 
 
+COLLECTOR_PAUSE_METRIC = "amlwatch_gc_pause_seconds"
+
+
+def collector_pauses(
+    before: dict[str, float] | None, after: dict[str, float] | None
+) -> dict[str, dict[str, float]] | None:
+    """The worker's garbage-collector pauses between two /metrics readings, by generation:
+    collections, seconds paused in all, and pauses longer than 0.1 s."""
+    if before is None or after is None:
+        return None
+    figures = {}
+    for generation in ("0", "1", "2"):
+
+        def grown(suffix: str, *, le: str | None = None, generation: str = generation) -> float:
+            labels = {"generation": generation} | ({"le": le} if le else {})
+            name = f"{COLLECTOR_PAUSE_METRIC}_{suffix}"
+            return metric_total(after, name, **labels) - metric_total(before, name, **labels)
+
+        collections = grown("count")
+        figures[generation] = {
+            "collections": int(collections),
+            "seconds": round(grown("sum"), 3),
+            "over_0_1_s": int(collections - grown("bucket", le="0.1")),
+        }
+    return figures
+
+
 def pipeline_counter(web_port: int, topic: str) -> Callable[[], Counts | None]:
     """Read the worker's /metrics: Faust's received count for ``topic``, our processed count."""
     received_series = f'{RECEIVED_METRIC}{{topic="{topic}"}}'

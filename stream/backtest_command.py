@@ -45,6 +45,7 @@ from rules.backtest import (
 from rules.engine import RuleEngine
 from rules.reference_data import RateTable, load_calendar
 from stream.cli_settings import load_settings
+from stream.collector import freeze_long_lived, tune_collector
 from stream.detection_engine import build_rule_engine
 
 REPORT_DEADLINE_WORKING_DAYS = 5  # PBoC Order No. 3, Art. 10
@@ -142,6 +143,9 @@ def backtest(
             if line % PROGRESS_STEP == 0:
                 progress.update(task, completed=line - 1)
         ordered = in_event_order(loaded)
+        # The file's transactions stay until the end: out of the collector's walks.
+        tune_collector()
+        freeze_long_lived()
         task = progress.add_task("applying", total=len(ordered))
         detections: list[Detection] = []
         applied = 0

@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import faust
 
 from core.settings import Settings
-from stream.app import DEV_SESSION_TIMEOUT_SECONDS, build_app
+from stream.app import DEV_SESSION_TIMEOUT_SECONDS, AmlwatchApp, build_app
 from stream.case_agent import build_dispatcher, register_case_agents
 from stream.case_store import CaseStore
+from stream.collector import CollectorPauses, freeze_long_lived, tune_collector
 from stream.customers import CustomerDirectory
 from stream.detection_engine import build_rule_engine
 
@@ -47,8 +49,26 @@ def run_worker(settings: Settings, *, broker_url: str | None = None) -> None:
         time.sleep(_DEV_JOIN_DELAY)
     # Faust creates only the last component of its data directory.
     Path(built.faust_app.conf.datadir).parent.mkdir(parents=True, exist_ok=True)
+    keep_long_lived_out_of_collections(built)
     worker = faust.Worker(
         built.faust_app,
         loglevel=settings.log_level,
     )
     worker.execute_from_commandline()
+
+
+def keep_long_lived_out_of_collections(built: AmlwatchApp) -> None:
+    """The collector policy of ``stream.collector``: time every collection, collect the
+    young less often, and freeze what exists now and after each table recovery."""
+    CollectorPauses(built.metrics.registry).install()
+    tune_collector()
+
+    # A Faust signal receiver: called with the sender and keyword arguments.
+    def freeze_recovered_table(_sender: Any, *_: Any, signal: Any, **__: Any) -> None:
+        frozen = freeze_long_lived()
+        log.info("table recovered: %d long-lived objects kept out of collections", frozen)
+
+    # mode types the receiver with mypy_extensions argument kinds mypy does not match here.
+    built.faust_app.on_rebalance_complete.connect(freeze_recovered_table)  # type: ignore[arg-type]
+    frozen = freeze_long_lived()
+    log.info("started: %d long-lived objects kept out of collections", frozen)

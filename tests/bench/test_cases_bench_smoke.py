@@ -26,6 +26,9 @@ def test_cases_bench_writes_a_complete_result(tmp_path: Path) -> None:
     worker = result["worker"]
     assert isinstance(worker["kept_up"], bool) and worker["verdict"]
     assert worker["sustained_tx_per_second"] > 0
+    pauses = worker["collector_pauses"]
+    assert set(pauses) == {"0", "1", "2"}
+    assert all(figures["collections"] >= figures["over_0_1_s"] >= 0 for figures in pauses.values())
     alerts = result["alerts"]
     assert alerts["complete"] is True
     assert alerts["expected"] >= 2 and alerts["stored"] == alerts["expected"]
