@@ -71,6 +71,7 @@ from models.scoring import warmed_up
 from models.training import save_result, train_detector
 from rules.backtest import in_event_order
 from stream.broker import EmbeddedBroker, broker_binary, free_loopback_port
+from stream.collector import freeze_long_lived, tune_collector
 from stream.detection_engine import build_rule_engine
 from stream.simulator import (
     derive_rng,
@@ -1089,6 +1090,10 @@ def run_main(
     # SIGINT is set explicitly because a shell starts background jobs with it ignored.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    # The simulated histories are long-lived lists of many small objects, built here
+    # while the collector's walks of everything imported would slow them down.
+    tune_collector()
+    freeze_long_lived()
     with contextlib.ExitStack() as stack:
         if args.log_dir is not None:
             args.log_dir.mkdir(parents=True, exist_ok=True)
