@@ -60,15 +60,19 @@ def run_worker(settings: Settings, *, broker_url: str | None = None) -> None:
 def keep_long_lived_out_of_collections(built: AmlwatchApp) -> None:
     """The collector policy of ``stream.collector``: time every collection, collect the
     young less often, and freeze what exists now and after each table recovery."""
-    CollectorPauses(built.metrics.registry).install()
+    pauses = CollectorPauses(built.metrics.registry)
+    pauses.install()
     tune_collector()
+
+    def freeze(moment: str) -> None:
+        frozen = freeze_long_lived()
+        pauses.frozen.set(frozen)
+        log.info("%s: %d long-lived objects kept out of collections", moment, frozen)
 
     # A Faust signal receiver: called with the sender and keyword arguments.
     def freeze_recovered_table(_sender: Any, *_: Any, signal: Any, **__: Any) -> None:
-        frozen = freeze_long_lived()
-        log.info("table recovered: %d long-lived objects kept out of collections", frozen)
+        freeze("table recovered")
 
     # mode types the receiver with mypy_extensions argument kinds mypy does not match here.
     built.faust_app.on_rebalance_complete.connect(freeze_recovered_table)  # type: ignore[arg-type]
-    frozen = freeze_long_lived()
-    log.info("started: %d long-lived objects kept out of collections", frozen)
+    freeze("started")

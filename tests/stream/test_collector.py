@@ -75,4 +75,6 @@ def test_pauses_are_observed_by_generation(restored_collector: None) -> None:
     assert count("0") >= 1
     total = registry.get_sample_value("amlwatch_gc_pause_seconds_sum", {"generation": "2"})
     assert total is not None and total > 0
-    assert registry.get_sample_value("amlwatch_gc_frozen_objects") == gc.get_freeze_count()
+    assert registry.get_sample_value("amlwatch_gc_frozen_objects") == 0
+    pauses.frozen.set(freeze_long_lived())
+    assert registry.get_sample_value("amlwatch_gc_frozen_objects") == gc.get_freeze_count() > 0
