@@ -30,6 +30,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 from core.detection import Detection
@@ -108,8 +109,8 @@ class CustomerState:
     _arrived_ids: set[str] = field(default_factory=set, repr=False)
     _swept_day: int | None = field(default=None, repr=False)
     # Per arrival, the JSON text of its id front-coded against the arrival before it,
-    # kept in step with ``arrived``: a write codes only the arrivals since the last one
-    # (None until then).
+    # kept in step with ``arrived`` (None until a write needs it: retained arrivals are
+    # written as positions).
     _arrival_texts: list[str | None] | None = field(default=None, repr=False)
     # The oldest arrival's own text, coded against nothing: (tx_id, text).
     _first_arrival: tuple[str, str] = field(default=("", ""), repr=False)
@@ -118,6 +119,10 @@ class CustomerState:
     # are not encoded again.
     _daily_text: str = field(default="", repr=False)
     _daily_kept: int = field(default=0, repr=False)
+    # Per document of ``recent_detections``, by id: the document and its JSON text.
+    _detection_texts: dict[int, tuple[dict[str, Any], str]] = field(
+        default_factory=dict, repr=False
+    )
     # Baseline sums of the current bank day, by (direction, first day, end day).
     _baselines: dict[tuple[Direction, int, int], int] = field(default_factory=dict, repr=False)
 
@@ -323,37 +328,61 @@ class CustomerState:
             f'"e":[{",".join(texts)}],"d":{self._daily_json()},'
             f'"a":{self._arrivals_json()}'
         ]
-        for key, value in (
-            ("f", self.fired),
-            ("r", self.recent_detections),
-            ("p", self.positions),
-        ):
-            if value:
-                parts.append(f',"{key}":{_dumps(value)}')
+        if self.fired:
+            parts.append(f',"f":{_dumps(self.fired)}')
+        if self.recent_detections:
+            parts.append(f',"r":{self._detections_json()}')
+        if self.positions:
+            parts.append(f',"p":{_dumps(self.positions)}')
         parts.append("}")
         return "".join(parts)
 
+    def _detections_json(self) -> str:
+        """``recent_detections`` as JSON text, each document's text kept while it stays.
+
+        The list is refiltered after every transaction, but its documents are the same
+        objects, never changed: kept by id, with the document itself, so an id cannot
+        be reused by another document while its text is kept.
+        """
+        kept = self._detection_texts
+        fresh: dict[int, tuple[dict[str, Any], str]] = {}
+        for document in self.recent_detections:
+            known = kept.get(id(document))
+            fresh[id(document)] = known or (document, _dumps(document))
+        self._detection_texts = fresh
+        return f"[{','.join(text for _, text in fresh.values())}]"
+
     def _arrivals_json(self) -> str:
-        """``_encode_arrivals`` as JSON text, from the arrivals' kept front codes."""
+        """``_encode_arrivals`` as JSON text, front-coding only the arrivals not retained.
+
+        Arrivals are mostly the newest events, written as their positions; an arrival's
+        front code is made the first time it is needed and kept in step with ``arrived``.
+        """
         arrived = self.arrived
         if not arrived:
             return "[]"
-        texts = self._arrival_texts
-        if texts is None or len(texts) != len(arrived):
-            texts = self._arrival_texts = [None] * len(arrived)
-        index = len(texts) - 1
-        while index > 0 and texts[index] is None:
-            texts[index] = _dumps(_front_coded(arrived[index], arrived[index - 1]))
-            index -= 1
-        if self._first_arrival[0] != arrived[0]:
-            self._first_arrival = (arrived[0], _dumps(_front_coded(arrived[0], "")))
-        retained = {event.tx_id: index for index, event in enumerate(self.events)}
+        events = self.events
+        retained = dict(zip(map(_tx_id_of, events), range(len(events)), strict=True))
         positions = list(map(retained.get, arrived))
-        items = [text if at is None else str(at) for at, text in zip(positions, texts, strict=True)]
-        if positions[0] is None:
-            items[0] = self._first_arrival[1]
-        # Only the oldest text can still be None, and it was replaced or is not used.
-        return f"[{','.join(items)}]"  # type: ignore[arg-type]
+        items = list(map(str, positions))
+        if None in positions:
+            texts = self._arrival_texts
+            if texts is None or len(texts) != len(arrived):
+                texts = self._arrival_texts = [None] * len(arrived)
+            for index, at in enumerate(positions):
+                if at is not None:
+                    continue
+                if index == 0:
+                    # The oldest arrival is written against nothing.
+                    if self._first_arrival[0] != arrived[0]:
+                        self._first_arrival = (arrived[0], _dumps(_front_coded(arrived[0], "")))
+                    items[0] = self._first_arrival[1]
+                    continue
+                text = texts[index]
+                if text is None:
+                    text = texts[index] = _dumps(_front_coded(arrived[index], arrived[index - 1]))
+                items[index] = text
+        return f"[{','.join(items)}]"
 
     def _daily_json(self) -> str:
         """``_encode_daily`` as JSON text, the entries before the last kept as text."""
@@ -413,6 +442,7 @@ STATE_FORMAT = 3
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
 _dumps = _ENCODER.encode
 _DIRECTIONS = tuple(Direction)
+_tx_id_of = attrgetter("tx_id")
 _CHANNELS = tuple(Channel)
 _SAME = 0  # "as the previous event" for the currency and the country
 
