@@ -146,7 +146,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=300)
     parser.add_argument("--days", type=int, default=120)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--record-customers", type=int, default=1000)
+    parser.add_argument("--record-customers", type=int, default=400)
     parser.add_argument("--record-days", type=int, default=60)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "rules.json")
     args = parser.parse_args()
