@@ -3,10 +3,11 @@
 The customers file lists every simulated customer; their first transactions of a
 simulated few days (enough for nearly every customer to have one; simulated in two
 processes, each customer's history from its share's seed), at most ``--per-customer``
-each, is produced to the topic once the worker is ready. The bench reads the worker's RSS when it is ready (before any transaction)
-and when all are processed, and the customer table's size from the worker's gauges
-(``amlwatch_customer_table_entries``, and ``amlwatch_customer_table_bytes``: the sum of
-the encoded values, as written to the changelog). See bench/README.md.
+each, is produced to the topic once the worker is ready. The bench reads the worker's
+RSS when it is ready (before any transaction) and when all are processed, and the
+customer table's size from the worker's gauges (``amlwatch_customer_table_entries``,
+and ``amlwatch_customer_table_bytes``: the sum of the encoded values, as written to the
+changelog). See bench/README.md.
 
 No anomaly model is loaded: nobody is past the 7-day warm-up within one day, so a
 model would score nothing, and the state is the same with or without it. The case

@@ -198,6 +198,17 @@ def _robust_z(log_amount: Any, median: Any, mad: Any) -> Any:
     return (log_amount - median) / np.maximum(MAD_SCALE * mad, MAD_FLOOR)
 
 
+# The streaming path's one transaction at a time: the same IEEE operations on floats
+# (max, min and division are exact or correctly rounded alike), without numpy's cost
+# per scalar call (about a tenth of the features' time).
+def _balance_of(in_yuan: float, out_yuan: float) -> float:
+    return min(in_yuan, out_yuan) / max(in_yuan, out_yuan, _SMALLEST_POSITIVE)
+
+
+def _robust_z_of(log_amount: float, median: float, mad: float) -> float:
+    return (log_amount - median) / max(MAD_SCALE * mad, MAD_FLOOR)
+
+
 def _customer_codes(customer: Customer) -> tuple[float, float]:
     return (
         1.0 if customer.type is CustomerType.CORPORATE else 0.0,
@@ -401,7 +412,7 @@ class BehaviourProfile:
         if samples:
             median = _middle(samples)
             mad = _middle(sorted([abs(value - median) for value in samples]))
-            amount_z = float(_robust_z(log_amount, median, mad))
+            amount_z = _robust_z_of(log_amount, median, mad)
         else:
             amount_z = 0.0
 
@@ -456,7 +467,7 @@ class BehaviourProfile:
                 volume_24h_log,
                 count_7d_log,
                 volume_7d_log,
-                _balance(in_yuan, out_yuan),
+                _balance_of(in_yuan, out_yuan),
                 out_in_log,
                 distinct_7d,
                 days_since,
