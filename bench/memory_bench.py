@@ -112,6 +112,10 @@ def first_transactions(
     ]
     with multiprocessing.get_context("fork").Pool(SIMULATING_PROCESSES) as pool:
         simulated = pool.starmap(_simulate_share, shares)
+        # Let the workers finish: leaving the block terminates them with SIGTERM, which
+        # they would take as this bench's own Ctrl-C (they inherit its handler) and hang.
+        pool.close()
+        pool.join()
     # The timestamps are ISO texts at the bank's one offset: their text order is time order.
     merged = heapq.merge(*(records for records, _ in simulated), key=lambda record: record[0])
     return [(key, value) for _, key, value in merged], sum(count for _, count in simulated)
@@ -161,13 +165,14 @@ def run_bench(args: argparse.Namespace, log_dir: Path, work_dir: Path) -> dict[s
     began = time.monotonic()
     facts = machine_facts()
     worker_cpus, bench_cpus = split_cores(None)
-    # Before the broker starts and before any thread: both inherit this set.
-    pin_to(bench_cpus, psutil.Process())
+    # Simulated on every core, then pinned before the broker starts and while no other
+    # thread runs (the status line's has stopped): the broker inherits the set.
     with console.status(f"simulating {args.customers:,} customers and their transactions"):
         population = simulate_population(work_dir, customers=args.customers, seed=args.seed)
         records, streamed_customers = first_transactions(
             population.customers, seed=args.seed, per_customer=args.per_customer
         )
+    pin_to(bench_cpus, psutil.Process())
     console.print(
         f"{len(records):,} transactions of {streamed_customers:,} customers "
         f"({args.customers:,} in the customers file)"
