@@ -443,19 +443,18 @@ def collector_pauses(
     collections, seconds paused in all, and pauses longer than 0.1 s."""
     if before is None or after is None:
         return None
+
+    def grown(suffix: str, **labels: str) -> float:
+        name = f"{COLLECTOR_PAUSE_METRIC}_{suffix}"
+        return metric_total(after, name, **labels) - metric_total(before, name, **labels)
+
     figures = {}
     for generation in ("0", "1", "2"):
-
-        def grown(suffix: str, *, le: str | None = None, generation: str = generation) -> float:
-            labels = {"generation": generation} | ({"le": le} if le else {})
-            name = f"{COLLECTOR_PAUSE_METRIC}_{suffix}"
-            return metric_total(after, name, **labels) - metric_total(before, name, **labels)
-
-        collections = grown("count")
+        collections = grown("count", generation=generation)
         figures[generation] = {
             "collections": int(collections),
-            "seconds": round(grown("sum"), 3),
-            "over_0_1_s": int(collections - grown("bucket", le="0.1")),
+            "seconds": round(grown("sum", generation=generation), 3),
+            "over_0_1_s": int(collections - grown("bucket", generation=generation, le="0.1")),
         }
     return figures
 
