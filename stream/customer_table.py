@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import tzinfo
+from functools import partial
 from typing import Any
 
 import faust
@@ -137,7 +139,8 @@ class CustomerRecord:
 
 
 class CustomerTable:
-    """The customer table, holding JSON bytes, with recently used records kept decoded.
+    """The customer table, holding JSON bytes, with recently used records kept decoded,
+    and changed records staged until the next flush.
 
     Keys are the customer_id's UTF-8 bytes, the very key of the by-customer topic, and
     the changelog partition is the key's murmur2 partition (:class:`ChangelogBatches`),
@@ -149,6 +152,13 @@ class CustomerTable:
     it). Only the ``DECODED_RECORDS_KEPT`` most recently used customers stay decoded: a
     decoded record takes several times the memory of its bytes, and a worker's share of
     a bank's customers must fit in memory as bytes, not as Python objects.
+
+    Encoding is the other large cost: a record is rewritten whole, and an active customer
+    changes in batch after batch. So, like the record cache of Kafka Streams, changed
+    records are staged (:meth:`stage`) and encoded once per :meth:`flush`, however many
+    batches changed them since; a staged record is what :meth:`get` returns, never the
+    older bytes. The caller acknowledges a batch's input only when the flush that wrote
+    its records is done, so a crash before it re-reads that input, as before.
     """
 
     def __init__(
@@ -164,8 +174,16 @@ class CustomerTable:
         self.changelog = changelog
         self.decoded_kept = decoded_kept
         self._decoded: OrderedDict[str, tuple[bytes, CustomerRecord]] = OrderedDict()
+        self._staged: dict[str, CustomerRecord] = {}
+        # Done when the staged records are in the changelog; made by the first stage.
+        self._staged_stored: asyncio.Future[None] | None = None
+        self._staged_since = 0.0  # monotonic time of the first stage since the last flush
+        self._stages = 0  # stage calls since the last flush
 
     def get(self, customer_id: str) -> CustomerRecord | None:
+        staged = self._staged.get(customer_id)
+        if staged is not None:
+            return staged
         # The store itself: the table's own get reports every read to the sensors,
         # a Prometheus label lookup per transaction.
         raw = self.table.data.get(customer_id.encode())
@@ -179,18 +197,49 @@ class CustomerTable:
         self._keep_decoded(customer_id, raw, record)
         return record
 
-    def put_all(self, records: Mapping[str, CustomerRecord]) -> asyncio.Future[None]:
-        """Store ``records`` (by customer_id) in the table and its changelog; the future
-        is done when the changelog holds them."""
+    def stage(self, records: Mapping[str, CustomerRecord]) -> asyncio.Future[None]:
+        """Take ``records`` (by customer_id) as the customers' values; the future is done
+        when a flush has put them in the table and its changelog."""
+        if self._staged_stored is None:
+            self._staged_stored = asyncio.get_running_loop().create_future()
+            self._staged_since = time.monotonic()
+        self._staged.update(records)
+        self._stages += 1
+        # Shielded: one caller giving up must not cancel what the others wait for.
+        return asyncio.shield(self._staged_stored)
+
+    def flush_due(self, *, after_seconds: float, after_stages: int) -> bool:
+        """Whether records were staged ``after_seconds`` ago or in ``after_stages`` calls."""
+        return self._staged_stored is not None and (
+            self._stages >= after_stages or time.monotonic() - self._staged_since >= after_seconds
+        )
+
+    def flush(self) -> None:
+        """Encode every staged record into the table and send it to the changelog."""
+        stored = self._staged_stored
+        if stored is None:
+            return
+        staged = self._staged
+        self._staged, self._staged_stored, self._stages = {}, None, 0
         data = self.table.data  # the store itself: the changelog is written below
         written = []
-        for customer_id, record in records.items():
+        for customer_id, record in staged.items():
             raw = record.to_json_bytes()
             key = customer_id.encode()
             data[key] = raw
             self._keep_decoded(customer_id, raw, record)
             written.append((key, raw))
-        return self.changelog.send(written)
+        self.changelog.send(written).add_done_callback(partial(_pass_on, stored))
+
+    def abandon_staged(self, reason: BaseException) -> None:
+        """Drop the staged records unwritten (a batch failed half-way through changing
+        them); whoever waits for them gets ``reason``, so nothing staged is acknowledged."""
+        stored = self._staged_stored
+        for customer_id in self._staged:
+            self._decoded.pop(customer_id, None)
+        self._staged, self._staged_stored, self._stages = {}, None, 0
+        if stored is not None:
+            stored.set_exception(reason)
 
     def _keep_decoded(self, customer_id: str, raw: bytes, record: CustomerRecord) -> None:
         self._decoded[customer_id] = (raw, record)
@@ -203,7 +252,7 @@ class CustomerTable:
         self._decoded.pop(customer_id, None)
 
     def entries(self) -> int:
-        """Customers this worker holds (its partitions' share of the table)."""
+        """Customers this worker holds (its partitions' share of the table, as flushed)."""
         return len(self.table.data)
 
     def encoded_bytes(self) -> int:
@@ -212,5 +261,22 @@ class CustomerTable:
 
     def items(self) -> list[tuple[str, CustomerRecord]]:
         customer_ids = [key.decode() for key in list(self.table)]
+        customer_ids += [
+            customer_id
+            for customer_id in self._staged
+            if customer_id.encode() not in self.table.data
+        ]
         found = ((customer_id, self.get(customer_id)) for customer_id in customer_ids)
         return [(customer_id, record) for customer_id, record in found if record is not None]
+
+
+def _pass_on(target: asyncio.Future[None], source: asyncio.Future[None]) -> None:
+    """Finish ``target`` as ``source`` finished (a cancelled write is a failed one)."""
+    if target.done():
+        return
+    if source.cancelled():
+        target.set_exception(RuntimeError("the changelog write was cancelled"))
+    elif (error := source.exception()) is not None:
+        target.set_exception(error)
+    else:
+        target.set_result(None)

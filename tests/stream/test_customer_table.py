@@ -1,12 +1,20 @@
-"""The customer table keeps recent records decoded, never a stale one, and reports its size."""
+"""The customer table keeps recent records decoded, never a stale one, stages changed records
+until a flush writes each once, and reports its size."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from zoneinfo import ZoneInfo
 
 import faust
+import pytest
+from aiokafka import AIOKafkaProducer
 
+from stream.broker import EmbeddedBroker
 from stream.customer_table import ChangelogBatches, CustomerRecord, CustomerTable
+from stream.topics import ensure_topics
+from tests.conftest import consume_all
 
 TZ = ZoneInfo("Asia/Shanghai")
 
@@ -59,3 +67,95 @@ def test_size_counts_entries_and_encoded_bytes() -> None:
 
     assert table.entries() == 3
     assert table.encoded_bytes() == sum(len(raw) for raw in values.values())
+
+
+def test_a_staged_record_is_read_back_until_flushed_even_beyond_the_decoded_ones() -> None:
+    table = table_holding({"C1": record_bytes(1), "C2": record_bytes(2)}, decoded_kept=1)
+
+    async def scenario() -> None:
+        record = table.get("C1")
+        assert record is not None
+        record.rules.transactions = 5
+        stored = table.stage({"C1": record})
+        # C2 pushes C1 out of the decoded records; the staged C1 is still the one read.
+        assert table.get("C2") is not None
+        assert table.get("C1") is record
+        assert table.table.data[b"C1"] == record_bytes(1), "not written before a flush"
+        assert not stored.done()
+        stored.cancel()  # one waiter giving up does not cancel the others' flush
+        assert table.flush_due(after_seconds=3600.0, after_stages=1)
+
+    asyncio.run(scenario())
+
+
+def test_flush_is_due_after_its_time_or_its_number_of_stages() -> None:
+    table = table_holding({}, decoded_kept=10)
+
+    async def scenario() -> list[bool]:
+        due = [table.flush_due(after_seconds=0.05, after_stages=3)]
+        for n in range(2):
+            table.stage({f"C{n}": CustomerRecord.new(TZ)})
+        due.append(table.flush_due(after_seconds=0.05, after_stages=3))
+        table.stage({"C9": CustomerRecord.new(TZ)})
+        due.append(table.flush_due(after_seconds=0.05, after_stages=3))
+        due.append(table.flush_due(after_seconds=3600.0, after_stages=100))
+        await asyncio.sleep(0.06)
+        due.append(table.flush_due(after_seconds=0.05, after_stages=100))
+        return due
+
+    assert asyncio.run(scenario()) == [False, False, True, False, True]
+
+
+def test_abandoned_records_fail_their_batches_and_are_read_again_from_the_table() -> None:
+    table = table_holding({"C1": record_bytes(1)}, decoded_kept=10)
+
+    async def scenario() -> None:
+        record = table.get("C1")
+        assert record is not None
+        record.rules.transactions = 7
+        stored = table.stage({"C1": record})
+        table.abandon_staged(RuntimeError("a batch failed half-way"))
+        with pytest.raises(RuntimeError, match="half-way"):
+            await stored
+        again = table.get("C1")
+        assert again is not record and again is not None and again.rules.transactions == 1
+        assert not table.flush_due(after_seconds=0.0, after_stages=1)
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.integration
+def test_a_flush_writes_each_staged_customer_once_with_its_latest_record(
+    broker: EmbeddedBroker,
+) -> None:
+    topic = f"customer-table-{uuid.uuid4().hex[:8]}"
+    partitions = 2
+
+    async def write() -> tuple[bool, bool]:
+        await ensure_topics(broker.bootstrap, [topic], partitions, 1)
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+        await producer.start()
+        try:
+            app = faust.App("customer-table-flush-test", store="memory://")
+            faust_table = faust.Table(app, name="state", key_type=bytes, value_type=bytes)
+            changelog = ChangelogBatches(lambda: producer, topic, partitions)
+            table = CustomerTable(faust_table, TZ, changelog)
+            records = {f"C{n}": CustomerRecord.new(TZ) for n in range(6)}
+            waiting = []
+            for batch in range(3):  # three batches change every customer
+                for record in records.values():
+                    record.rules.transactions = batch + 1
+                waiting.append(table.stage(records))
+            before_flush = any(future.done() for future in waiting)
+            table.flush()
+            await asyncio.wait_for(asyncio.gather(*waiting), 30)
+            return before_flush, table.get("C3") is records["C3"]
+        finally:
+            await producer.stop()
+
+    done_before_flush, still_decoded = asyncio.run(write())
+    assert not done_before_flush
+    assert still_decoded
+    written = consume_all(broker, topic, expected=6)
+    assert sorted(r.key for r in written) == [f"C{n}".encode() for n in range(6)]
+    assert {r.value for r in written} == {record_bytes(3)}
