@@ -195,8 +195,13 @@ def setup_faust_sensors(app: faust.App, registry: CollectorRegistry) -> None:
 
     @app.page("/metrics")
     async def metrics_page(self: web.View, request: web.Request) -> web.Response:
+        # ?name[]=<sample name>, repeated, as prometheus_client's own handler takes it:
+        # a poller reading two counters does not make the worker write every series.
+        # Faust types the query as a Mapping; aiohttp's is a MultiDict, with getall.
+        names = request.query.getall("name[]", [])  # type: ignore[attr-defined]
+        source = registry.restricted_registry(names) if names else registry
         # A header, not content_type=: aiohttp refuses a charset in that argument.
         return cast(
             web.Response,
-            Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}),
+            Response(body=generate_latest(source), headers={"Content-Type": CONTENT_TYPE_LATEST}),
         )

@@ -7,7 +7,9 @@ import time
 from collections import Counter
 from datetime import date
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from stream.dead_letter import read_dead_letter_headers
 from stream.simulator import (
@@ -105,6 +107,17 @@ def test_every_message_is_processed_or_dead_lettered(broker, names: StreamNames,
     # collection is timed: young ones happened while 10,000 messages went through.
     assert samples["amlwatch_gc_frozen_objects"] > 100_000
     assert samples["amlwatch_gc_pause_seconds_count{generation=0}"] > 0
+
+    # A poller can ask for named samples only (prometheus_client's name[] parameter).
+    wanted = ["amlwatch_transactions_processed_total", "amlwatch_gc_frozen_objects"]
+    page = httpx.get(f"{worker.base_url}/metrics", params={"name[]": wanted}, timeout=5).text
+    named = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(page)
+        for sample in family.samples
+    }
+    assert named.keys() == set(wanted)
+    assert named["amlwatch_transactions_processed_total"] == 9_900
 
     # Every input message is committed in the end, dead-lettered and re-keyed ones too:
     # each is held until what was sent for it is delivered, then let go.
