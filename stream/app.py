@@ -94,7 +94,9 @@ SLOW_DURABILITY_SECONDS = 15.0
 # this many batches, or at once for a full batch. The staged batches' input waits for it.
 RECORD_FLUSH_SECONDS = 0.5
 RECORD_FLUSH_BATCHES = 16
-DURABLE_BATCHES_IN_FLIGHT = RECORD_FLUSH_BATCHES + 2
+# A flush's worth of batches with the forwards (re-keys, dead letters) of each, and two
+# more: a batch waits for the oldest only beyond that.
+DURABLE_BATCHES_IN_FLIGHT = 2 * RECORD_FLUSH_BATCHES + 2
 
 # Sends a message's original bytes to the dead-letter topic; returns its delivery.
 DeadLetter = Callable[[EventT, str, str, str | None], Awaitable[Awaitable[Any]]]
@@ -462,8 +464,7 @@ class DurableAcks:
     throughput (about 1,700 instead of 1,950-2,300 tx/s), since the next batch starts
     at once and is smaller, and each batch has fixed costs; waiting from 150 events on
     recovered that throughput but let the latency run gradually up to 4 s at 1,000 tx/s. At most
-    ``DURABLE_BATCHES_IN_FLIGHT`` batches wait at once: a flush's worth and two more. A
-    batch whose
+    ``DURABLE_BATCHES_IN_FLIGHT`` batches wait at once. A batch whose
     writes fail is never acknowledged; the worker stops, and its successor reads the
     batch again (the customer state recognises what it already applied).
     """
