@@ -139,6 +139,10 @@ def _refuse_constant(name: str) -> Any:
     raise InvalidTransaction(InvalidReason.NOT_JSON, f"JSON constant {name} is not allowed")
 
 
+# Made once: json.loads with these arguments builds a new decoder for every message.
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_refuse_constant)
+
+
 def decode_transaction(
     payload: bytes | None, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
 ) -> Transaction:
@@ -157,7 +161,7 @@ def decode_transaction(
             InvalidReason.NOT_UTF8, f"message value is not UTF-8 (byte {exc.start})"
         ) from None
     try:
-        document = json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
+        document = _DECODER.decode(text)
     except InvalidTransaction:
         raise
     except json.JSONDecodeError as exc:
