@@ -16,6 +16,8 @@ Data path::
            report detections -> large-value-reports
            alert detections (rules and anomaly model) -> alerts
            the batch's transactions -> the case store (when the worker has one)
+           the batch's changed records -> staged; encoded into the table and its
+              changelog by the next flush (every RECORD_FLUSH_SECONDS at most)
 
 A customer's transactions must meet the customer's table entry on one worker. A
 producer that keys by customer_id with Kafka's default partitioner (murmur2) puts them
@@ -524,7 +526,7 @@ async def _apply_batch_alone(
     what was applied, and a future done when the batch's writes are durable."""
     engine, table, metrics = built.engine, built.customer_table, built.metrics
     model = built.live_model.current  # one version per batch: a reload swaps between batches
-    working: dict[str, CustomerRecord] = {}  # this batch's records, read once, written once
+    working: dict[str, CustomerRecord] = {}  # this batch's records, read once, staged once
     changed: set[str] = set()
     applied: list[tuple[Transaction, ProcessResult]] = []
     deliveries: list[Awaitable[Any]] = []  # of the detections and dead letters sent
