@@ -177,3 +177,39 @@ def test_sigkill_mid_stream_then_restart_counts_each_transaction_once(
     time.sleep(3)
     assert restarted.customer_counts() == dict(expected_counts)
     assert restarted.metrics()["amlwatch_transactions_processed_total"] < len(records)
+
+
+def test_a_worker_joining_and_one_leaving_mid_stream_lose_and_repeat_nothing(
+    broker, names: StreamNames, start_worker
+):
+    # Each rebalance revokes partitions whose customers have records staged for the next
+    # flush and batches held until it: they must reach the changelog (or their input be
+    # read again) before another worker takes the partitions over.
+    records, _reasons, expected_counts = build_input(6_000, 10**9, customers=80, seed=13)
+    produce(broker, names.transactions, records[:3_000])
+    first = start_worker()
+    first.wait_until(
+        lambda: first.metrics().get("amlwatch_transactions_processed_total", 0) >= 1_000,
+        120,
+        "first worker made no progress",
+    )
+    second = start_worker()  # joins mid-stream: the first gives up half its partitions
+    produce(broker, names.transactions, records[3_000:])
+
+    def processed_by_both() -> float:
+        return sum(
+            worker.metrics().get("amlwatch_transactions_processed_total", 0)
+            for worker in (first, second)
+        )
+
+    first.wait_until(
+        lambda: processed_by_both() >= len(records), 180, "the two workers did not catch up"
+    )
+    first.stop()  # leaves: the second takes every partition and recovers its records
+    second.wait_until(
+        lambda: sum(second.customer_counts().values()) >= len(records),
+        180,
+        "the remaining worker did not hold every customer's count",
+    )
+    time.sleep(3)  # late redeliveries would show now
+    assert second.customer_counts() == dict(expected_counts)
