@@ -61,7 +61,13 @@ from models.features import country_risk_from_lists
 from models.scoring import outside_cooldown
 from rules.engine import ProcessResult, RuleEngine
 from rules.state import CustomerState
-from stream.customer_table import ChangelogBatches, CustomerRecord, CustomerTable
+from stream.customer_table import (
+    RECORD_FLUSH_SECONDS,
+    RECORD_FLUSH_STAGES,
+    ChangelogBatches,
+    CustomerRecord,
+    CustomerTable,
+)
 from stream.customers import CustomerDirectory
 from stream.dead_letter import NO_REFERENCE_DATA_REASON, UNEXPECTED_REASON, send_dead_letter
 from stream.dev_broker import adapt_to_embedded_broker
@@ -91,14 +97,9 @@ DEV_SESSION_TIMEOUT_SECONDS = 4.0
 BATCH_MAX_EVENTS = 500
 BATCH_WAIT_SECONDS = 0.05
 SLOW_DURABILITY_SECONDS = 15.0
-# Changed customer records are encoded once per flush, not once per batch (see
-# CustomerTable): a flush comes this long after the first batch staged into it, after
-# this many batches, or at once for a full batch. The staged batches' input waits for it.
-RECORD_FLUSH_SECONDS = 0.5
-RECORD_FLUSH_BATCHES = 16
-# A flush's worth of batches with the forwards (re-keys, dead letters) of each, and two
-# more: a batch waits for the oldest only beyond that.
-DURABLE_BATCHES_IN_FLIGHT = 2 * RECORD_FLUSH_BATCHES + 2
+# A flush's worth of batches (a full batch flushes at once) with the forwards (re-keys,
+# dead letters) of each, and two more: a batch waits for the oldest only beyond that.
+DURABLE_BATCHES_IN_FLIGHT = 2 * RECORD_FLUSH_STAGES + 2
 
 # Sends a message's original bytes to the dead-letter topic; returns its delivery.
 DeadLetter = Callable[[EventT, str, str, str | None], Awaitable[Awaitable[Any]]]
@@ -393,17 +394,15 @@ async def _apply_batch(
     # more reference each keeps them from counting towards a commit until then.
     for event in events:
         event.message.incref()
+    backlog = len(batch) >= BATCH_MAX_EVENTS
     try:
         async with built.batch_lock:
-            applied, durable = await _apply_batch_alone(built, batch, dead_letter)
+            applied, durable = await _apply_batch_alone(built, batch, dead_letter, backlog=backlog)
     except BaseException:
         _release(events)  # as before: the agent crashes, Faust acknowledges the batch
         raise
     await built.durable_acks.hold(
-        events,
-        durable,
-        partial(_count_processed, built, applied),
-        backlog=len(batch) >= BATCH_MAX_EVENTS,
+        events, durable, partial(_count_processed, built, applied), backlog=backlog
     )
 
 
@@ -520,10 +519,11 @@ class DurableAcks:
 
 
 async def _apply_batch_alone(
-    built: AmlwatchApp, batch: Sequence[Received], dead_letter: DeadLetter
+    built: AmlwatchApp, batch: Sequence[Received], dead_letter: DeadLetter, *, backlog: bool
 ) -> tuple[list[tuple[Transaction, ProcessResult]], asyncio.Future[Any]]:
-    """Rules per transaction, the batch's anomaly scores, detections out, then records;
-    what was applied, and a future done when the batch's writes are durable."""
+    """Rules per transaction, the batch's anomaly scores, detections out, then records
+    staged (flushed at once for a ``backlog`` batch, which is waited for); what was
+    applied, and a future done when the batch's writes are durable."""
     engine, table, metrics = built.engine, built.customer_table, built.metrics
     model = built.live_model.current  # one version per batch: a reload swaps between batches
     working: dict[str, CustomerRecord] = {}  # this batch's records, read once, staged once
@@ -570,9 +570,7 @@ async def _apply_batch_alone(
                 detections = (*detections, anomalies[tx.tx_id])
             deliveries += await _emit(built, detections, counted=not result.duplicate)
         stored = table.stage({customer_id: working[customer_id] for customer_id in changed})
-        if len(batch) >= BATCH_MAX_EVENTS or table.flush_due(
-            after_seconds=RECORD_FLUSH_SECONDS, after_stages=RECORD_FLUSH_BATCHES
-        ):
+        if backlog or table.flush_due():
             table.flush()
         # Acknowledged once its detections and dead letters are delivered, its records
         # are in the changelog and its transactions kept (redelivered ones too: keeping
@@ -664,7 +662,7 @@ def _register_timers(built: AmlwatchApp) -> None:
         # The flush of a quiet stream's last batches, and of those waited for by a
         # rebalance (Faust waits until every message taken is acknowledged).
         table = built.customer_table
-        if table.flush_due(after_seconds=RECORD_FLUSH_SECONDS, after_stages=RECORD_FLUSH_BATCHES):
+        if table.flush_due():
             async with built.batch_lock:
                 table.flush()
 

@@ -25,6 +25,11 @@ DECODED_RECORDS_KEPT = 10_000
 # Kafka record batches of up to 1 MiB: a typical micro-batch's records of one partition
 # in one batch, within what a broker accepts by default.
 CHANGELOG_BATCH_BYTES = 1024 * 1024
+# Changed records are encoded once per flush, not once per batch (see CustomerTable): a
+# flush is due this long after the first record staged into it, or after this many
+# stage calls (batches). The staged batches' input waits for it.
+RECORD_FLUSH_SECONDS = 0.5
+RECORD_FLUSH_STAGES = 16
 
 
 class ChangelogBatches:
@@ -168,11 +173,15 @@ class CustomerTable:
         changelog: ChangelogBatches,
         *,
         decoded_kept: int = DECODED_RECORDS_KEPT,
+        flush_after_seconds: float = RECORD_FLUSH_SECONDS,
+        flush_after_stages: int = RECORD_FLUSH_STAGES,
     ) -> None:
         self.table = table
         self.tz = tz
         self.changelog = changelog
         self.decoded_kept = decoded_kept
+        self.flush_after_seconds = flush_after_seconds
+        self.flush_after_stages = flush_after_stages
         self._decoded: OrderedDict[str, tuple[bytes, CustomerRecord]] = OrderedDict()
         self._staged: dict[str, CustomerRecord] = {}
         # Done when the staged records are in the changelog; made by the first stage.
@@ -208,10 +217,12 @@ class CustomerTable:
         # Shielded: one caller giving up must not cancel what the others wait for.
         return asyncio.shield(self._staged_stored)
 
-    def flush_due(self, *, after_seconds: float, after_stages: int) -> bool:
-        """Whether records were staged ``after_seconds`` ago or in ``after_stages`` calls."""
+    def flush_due(self) -> bool:
+        """Whether records were staged ``flush_after_seconds`` ago or in
+        ``flush_after_stages`` calls."""
         return self._staged_stored is not None and (
-            self._stages >= after_stages or time.monotonic() - self._staged_since >= after_seconds
+            self._stages >= self.flush_after_stages
+            or time.monotonic() - self._staged_since >= self.flush_after_seconds
         )
 
     def flush(self) -> None:

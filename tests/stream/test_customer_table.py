@@ -19,7 +19,13 @@ from tests.conftest import consume_all
 TZ = ZoneInfo("Asia/Shanghai")
 
 
-def table_holding(values: dict[str, bytes], *, decoded_kept: int) -> CustomerTable:
+def table_holding(
+    values: dict[str, bytes],
+    *,
+    decoded_kept: int,
+    flush_after_seconds: float = 3600.0,
+    flush_after_stages: int = 1,
+) -> CustomerTable:
     app = faust.App("customer-table-test", store="memory://")
     faust_table = faust.Table(app, name="state", key_type=bytes, value_type=bytes)
     # Values put straight into the store, as changelog recovery does.
@@ -27,7 +33,14 @@ def table_holding(values: dict[str, bytes], *, decoded_kept: int) -> CustomerTab
         faust_table.data[customer_id.encode()] = raw
     # These tests read only: a changelog that is never written to.
     changelog = ChangelogBatches(lambda: None, "state-changelog", 1)
-    return CustomerTable(faust_table, TZ, changelog, decoded_kept=decoded_kept)
+    return CustomerTable(
+        faust_table,
+        TZ,
+        changelog,
+        decoded_kept=decoded_kept,
+        flush_after_seconds=flush_after_seconds,
+        flush_after_stages=flush_after_stages,
+    )
 
 
 def record_bytes(transactions: int) -> bytes:
@@ -83,31 +96,33 @@ def test_a_staged_record_is_read_back_until_flushed_even_beyond_the_decoded_ones
         assert table.table.data[b"C1"] == record_bytes(1), "not written before a flush"
         assert not stored.done()
         stored.cancel()  # one waiter giving up does not cancel the others' flush
-        assert table.flush_due(after_seconds=3600.0, after_stages=1)
+        assert table.flush_due()
 
     asyncio.run(scenario())
 
 
 def test_flush_is_due_after_its_time_or_its_number_of_stages() -> None:
-    table = table_holding({}, decoded_kept=10)
+    by_stages = table_holding({}, decoded_kept=10, flush_after_seconds=3600.0, flush_after_stages=3)
+    by_time = table_holding({}, decoded_kept=10, flush_after_seconds=0.05, flush_after_stages=100)
 
     async def scenario() -> list[bool]:
-        due = [table.flush_due(after_seconds=0.05, after_stages=3)]
+        due = [by_stages.flush_due(), by_time.flush_due()]
         for n in range(2):
-            table.stage({f"C{n}": CustomerRecord.new(TZ)})
-        due.append(table.flush_due(after_seconds=0.05, after_stages=3))
-        table.stage({"C9": CustomerRecord.new(TZ)})
-        due.append(table.flush_due(after_seconds=0.05, after_stages=3))
-        due.append(table.flush_due(after_seconds=3600.0, after_stages=100))
+            for table in (by_stages, by_time):
+                table.stage({f"C{n}": CustomerRecord.new(TZ)})
+        due += [by_stages.flush_due(), by_time.flush_due()]
+        for table in (by_stages, by_time):
+            table.stage({"C9": CustomerRecord.new(TZ)})
+        due += [by_stages.flush_due(), by_time.flush_due()]
         await asyncio.sleep(0.06)
-        due.append(table.flush_due(after_seconds=0.05, after_stages=100))
+        due.append(by_time.flush_due())
         return due
 
-    assert asyncio.run(scenario()) == [False, False, True, False, True]
+    assert asyncio.run(scenario()) == [False, False, False, False, True, False, True]
 
 
 def test_abandoned_records_fail_their_batches_and_are_read_again_from_the_table() -> None:
-    table = table_holding({"C1": record_bytes(1)}, decoded_kept=10)
+    table = table_holding({"C1": record_bytes(1)}, decoded_kept=10, flush_after_seconds=0.0)
 
     async def scenario() -> None:
         record = table.get("C1")
@@ -119,7 +134,7 @@ def test_abandoned_records_fail_their_batches_and_are_read_again_from_the_table(
             await stored
         again = table.get("C1")
         assert again is not record and again is not None and again.rules.transactions == 1
-        assert not table.flush_due(after_seconds=0.0, after_stages=1)
+        assert not table.flush_due()
 
     asyncio.run(scenario())
 
