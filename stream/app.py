@@ -70,6 +70,7 @@ from stream.customer_table import (
 )
 from stream.customers import CustomerDirectory
 from stream.dead_letter import NO_REFERENCE_DATA_REASON, UNEXPECTED_REASON, send_dead_letter
+from stream.delivery import deliver_records_eagerly
 from stream.dev_broker import adapt_to_embedded_broker
 from stream.metrics import StreamMetrics, setup_faust_sensors
 from stream.offsets import (
@@ -175,6 +176,7 @@ def build_app(
 ) -> AmlwatchApp:
     """Build the Faust app for ``settings``; ``broker_url`` overrides the configured one."""
     refuse_offset_gaps()
+    deliver_records_eagerly()
     if settings.use_dev_broker_profile:
         adapt_to_embedded_broker()
     app = faust.App(
