@@ -6,11 +6,16 @@ it over the very topic the pipeline read and compare the two. The count is serve
 JSON at ``/count`` on the web port; there is no Prometheus sensor, no table and no
 producer traffic, which is exactly the work the pipeline does on top of this.
 
-Run: ``python bench/bare_agent.py`` (blocks until SIGINT/SIGTERM).
+With ``--eager-delivery`` it runs with amlwatch's fix to Faust's consumer
+(``stream.delivery``), which the pipeline runs with: the ceiling of the framework as
+amlwatch uses it, reported beside the stock one.
+
+Run: ``python bench/bare_agent.py [--eager-delivery]`` (blocks until SIGINT/SIGTERM).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import faust
@@ -18,6 +23,7 @@ from faust.web import Request, Response, View
 
 from core.settings import Settings
 from stream.app import faust_broker_options
+from stream.delivery import deliver_records_eagerly
 
 
 def build_bare_app(settings: Settings) -> faust.App:
@@ -59,8 +65,16 @@ def build_bare_app(settings: Settings) -> faust.App:
     return app
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Run the bare worker with settings from the environment."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--eager-delivery",
+        action="store_true",
+        help="with amlwatch's fix to Faust's per-record delivery (stream.delivery)",
+    )
+    if parser.parse_args(argv).eager_delivery:
+        deliver_records_eagerly()
     settings = Settings()
     # Faust creates only the last level of its datadir.
     (settings.data_dir / "bare-agent").mkdir(parents=True, exist_ok=True)

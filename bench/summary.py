@@ -88,6 +88,12 @@ CHECKS = (
         "ratio",
     ),
     Check(
+        "stream",
+        "pipeline / bare agent with the same delivery fix (per CPU-second)",
+        _get("ratio_pipeline_to_eager_bare", "messages_per_cpu_second"),
+        "ratio",
+    ),
+    Check(
         "scale",
         "2 workers / 1 worker, 4 partitions",
         _get("ratio", "messages_per_second"),

@@ -28,7 +28,7 @@ def test_stream_bench_writes_a_complete_result(tmp_path: Path) -> None:
     assert params["model_version"]
     affinity = params["cpu_affinity"]
     assert len(affinity["consumer"]) == 1
-    for name in ("pipeline", "bare_agent", "bare_agent_after"):
+    for name in ("pipeline", "bare_agent", "bare_agent_after", "bare_agent_eager"):
         for key in RATES:
             assert result[name][key] > 0, (name, key)
         assert result[name]["measured_messages"] > 0
@@ -41,6 +41,12 @@ def test_stream_bench_writes_a_complete_result(tmp_path: Path) -> None:
         # To the mean of the two bare runs around the pipeline's (4 decimals kept).
         bare = (result["bare_agent"][key] + result["bare_agent_after"][key]) / 2
         assert ratio[key] == pytest.approx(result["pipeline"][key] / bare, abs=1e-4)
+    eager_ratio = result["ratio_pipeline_to_eager_bare"]["messages_per_cpu_second"]
+    assert eager_ratio == pytest.approx(
+        result["pipeline"]["messages_per_cpu_second"]
+        / result["bare_agent_eager"]["messages_per_cpu_second"],
+        abs=1e-4,
+    )
     assert result["bare_agent_drift"] == pytest.approx(
         result["bare_agent_after"]["messages_per_second"]
         / result["bare_agent"]["messages_per_second"],
