@@ -7,8 +7,8 @@ JSON at ``/count`` on the web port; there is no Prometheus sensor, no table and 
 producer traffic, which is exactly the work the pipeline does on top of this.
 
 With ``--eager-delivery`` it runs with amlwatch's fix to Faust's consumer
-(``stream.delivery``), which the pipeline runs with: the ceiling of the framework as
-amlwatch uses it, reported beside the stock one.
+(``stream.delivery``; ``AMLWATCH_EAGER_DELIVERY`` in the worker): the ceiling of a
+fixed Faust, reported beside the stock one.
 
 Run: ``python bench/bare_agent.py [--eager-delivery]`` (blocks until SIGINT/SIGTERM).
 """

@@ -8,8 +8,9 @@ consumer group):
 * ``bare_agent``: bench/bare_agent.py, a Faust agent that only counts raw messages and
   bytes (the framework ceiling on this machine and broker build), run before the
   pipeline and again after it (``bare_agent_after``): the ratio is to their mean;
-  then once more with the fix to Faust's per-record delivery that the pipeline runs
-  with (``bare_agent_eager``, ``stream.delivery``), for a second ratio;
+  then once more with the fix to Faust's per-record delivery that
+  ``AMLWATCH_EAGER_DELIVERY`` turns on in the worker (``bare_agent_eager``,
+  ``stream.delivery``), for a second ratio;
 * ``pipeline``: the real worker (``stream.worker.run_worker``) with everything on:
   decode + validate, per-customer state, the default rule pack, behaviour features and
   IsolationForest scoring with a model trained beforehand on the same population, and
@@ -890,8 +891,8 @@ def run_bench(args: argparse.Namespace, log_dir: Path, work_dir: Path) -> dict[s
         # Again after the pipeline: this machine's speed drifts by 10-20% over minutes,
         # so the ceiling is the mean of two runs on either side of the pipeline's.
         ("bare_agent_after", [sys.executable, str(BARE_AGENT_SCRIPT)], bare_agent_counter),
-        # The pipeline runs with a fix to Faust's per-record delivery (stream.delivery);
-        # the ratio's ceiling is stock Faust, this one is Faust as amlwatch runs it.
+        # With the fix to Faust's per-record delivery (stream.delivery) that
+        # AMLWATCH_EAGER_DELIVERY turns on in the worker: the ceiling of a fixed Faust.
         (
             "bare_agent_eager",
             [sys.executable, str(BARE_AGENT_SCRIPT), "--eager-delivery"],

@@ -89,7 +89,7 @@ CHECKS = (
     ),
     Check(
         "stream",
-        "pipeline / bare agent with the same delivery fix (per CPU-second)",
+        "pipeline / bare agent with the delivery fix (per CPU-second)",
         _get("ratio_pipeline_to_eager_bare", "messages_per_cpu_second"),
         "ratio",
     ),

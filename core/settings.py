@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(4, ge=1, le=1024)
     topic_replication: int = Field(1, ge=1)
     max_message_bytes: int = Field(DEFAULT_MAX_MESSAGE_BYTES, ge=1024)
+    eager_delivery: bool = Field(
+        False,
+        description=(
+            "Experimental: Faust's consumer starts each record's delivery before racing "
+            "it (stream.delivery). Off until the delivery-stall check is adapted to it."
+        ),
+    )
     rule_pack: Path | None = Field(
         None, description="Rule pack TOML file. Unset: the packaged 'pboc' pack."
     )

@@ -176,7 +176,8 @@ def build_app(
 ) -> AmlwatchApp:
     """Build the Faust app for ``settings``; ``broker_url`` overrides the configured one."""
     refuse_offset_gaps()
-    deliver_records_eagerly()
+    if settings.eager_delivery:
+        deliver_records_eagerly()
     if settings.use_dev_broker_profile:
         adapt_to_embedded_broker()
     app = faust.App(
