@@ -51,6 +51,7 @@ class Positions:
 
     committed_at: dict[int, int] = field(default_factory=dict)
     positions: dict[int, int] = field(default_factory=dict)
+    earliest_at: dict[int, int] = field(default_factory=dict)
 
     def assigned(self, topics: Iterable[str]) -> list[FakeTp]:
         return [FakeTp("in", p) for p in self.positions] if "in" in topics else []
@@ -60,6 +61,9 @@ class Positions:
 
     def handed_out(self, tp: FakeTp) -> int | None:
         return self.positions.get(tp.partition)
+
+    async def earliest(self, tp: FakeTp) -> int | None:
+        return self.earliest_at.get(tp.partition)
 
 
 class Watched:
@@ -171,6 +175,31 @@ def test_records_handed_out_to_the_partition_end_that_never_came_are_read_again(
     watched.deliver((1, 150), *[(1, o) for o in range(102, 200)])
     assert watched.handled[-1] == (1, 199) and (1, 150) not in watched.handled[:-98]
     assert watched.jumps.labels(topic="in")._value.get() == 2
+
+
+def test_a_partition_never_committed_whose_records_never_came_is_read_from_its_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The stall seen after a restart: the killed worker never committed on partition 1,
+    # the successor's client handed out all of it (0-923) and none reached the agent.
+    monkeypatch.setattr("stream.offsets.DELIVERY_STALL_SECONDS", 0.0)
+    positions = Positions(
+        committed_at={0: 928}, positions={0: 928, 1: 924}, earliest_at={0: 0, 1: 0}
+    )
+    watched = Watched(positions)
+    asyncio.run(seek_again_where_stalled())
+    asyncio.run(seek_again_where_stalled())
+    assert watched.seeks == [(1, 0)], "partition 0 is caught up; partition 1 from its start"
+    watched.deliver(*[(1, o) for o in range(924)])
+    assert watched.handled[-1] == (1, 923) and len(watched.handled) == 924
+
+
+def test_the_first_record_of_a_partition_never_committed_must_be_its_first() -> None:
+    positions = Positions(positions={2: 0}, earliest_at={2: 0})
+    watched = Watched(positions)
+    watched.deliver((2, 300), (2, 0), (2, 1))
+    assert watched.seeks == [(2, 0)], "records 0-299 were skipped: read again"
+    assert watched.handled == [(2, 0), (2, 1)]
 
 
 def test_a_partition_whose_next_record_keeps_changing_is_not_stalled(
