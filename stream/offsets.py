@@ -28,8 +28,9 @@ stall of sessions 2-4 (about one crash-test run in ten); a live worker caught in
 showed, for the stalled partitions, the client's position at the high watermark,
 Faust's read offset unset and the agent still waiting for the committed offset. The
 watch's timer therefore also compares, per partition, the offset the agent expects
-with the client's position (:class:`FaustPositions`): a partition whose client has
-handed out the expected record but from which nothing reaches the agent for
+with the client's position and with what Faust has queued for the streams
+(:class:`FaustPositions`): a partition whose client has handed out the expected record,
+with nothing after it queued, and from which nothing reaches the agent for
 ``DELIVERY_STALL_SECONDS`` is sought back the same way.
 
 The offset the agent expects first is the committed one, or, where the group never
@@ -55,8 +56,9 @@ from prometheus_client import Counter
 log = logging.getLogger(__name__)
 RESEEK_SECONDS = 2.0
 SLOW_REREAD_SECONDS = 10.0
-# Longer than a record can wait in Faust's queues and the agent's batch on a busy worker;
-# a false alarm costs only a re-read (duplicates are recognised downstream).
+# Longer than a fetched record waits for room in the streams' queue, plus the agent's
+# batch, on a busy worker; a false alarm costs a re-read (duplicates are recognised
+# downstream, but a re-read malformed record is dead-lettered again).
 DELIVERY_STALL_SECONDS = 5.0
 # Every live watch, for the timer that repeats seeks nothing else would trigger.
 WATCHES: weakref.WeakSet[OffsetJumpWatch] = weakref.WeakSet()
@@ -93,6 +95,10 @@ class Positions(Protocol):
         """The Kafka client's position: the offset after the last record it handed to
         Faust (or the offset it was sought to); None while it has none."""
 
+    def queued(self, tp: Any) -> int | None:
+        """The offset of the last record Faust put into the streams' queue, or the one
+        it was sought to (it cannot tell them apart); None while it has neither."""
+
     async def earliest(self, tp: Any) -> int | None:
         """The partition's first offset still in the log (where a consumer group without
         a commit starts, as Faust resets to the earliest); None when unknown."""
@@ -123,6 +129,11 @@ class FaustPositions:
             return None
         state = assignment.state_value(tp)
         return state.position if state.has_valid_position else None
+
+    def queued(self, tp: Any) -> int | None:
+        # Faust's read offset: set after each record its fetch loop delivered into the
+        # streams' queue, and to the target of every seek. ``get``: it is a defaultdict.
+        return self.consumer._read_offset.get(tp)
 
     async def earliest(self, tp: Any) -> int | None:
         try:
@@ -246,8 +257,16 @@ class OffsetJumpWatch:
         """Seek back where records the agent waits for were handed out but never came.
 
         Called by the timer. A partition qualifies when the Kafka client has handed out
-        the record the agent expects next, and the agent has waited for it for
-        DELIVERY_STALL_SECONDS: it was dropped on the way.
+        the record the agent expects next, Faust has put nothing after it into the
+        streams' queue, and the agent has waited for it for DELIVERY_STALL_SECONDS: it
+        was dropped on the way (Faust drops what it fetched when the flow stops or the
+        generation changes before delivering it).
+
+        Only "nothing after it": Faust's read offset equal to the expected one is either
+        that record queued or a seek to it with nothing delivered since (the stall), and
+        the two look alike. Without the queue check at all, a worker whose fetch loop ran
+        thousands of records ahead of a slow agent raised false alarms (session 7, with
+        records delivered eagerly): records re-read and malformed ones dead-lettered twice.
         """
         now = time.monotonic()
         for tp in self.positions.assigned(self.topics):
@@ -255,11 +274,16 @@ class OffsetJumpWatch:
             # Only where the client has handed something out: the earliest offset of a
             # partition without a commit costs a broker request.
             expected = await self._expected(tp) if handed_out else None
+            queued = self.positions.queued(tp)
             if (
                 tp in self.rewinding
                 or expected is None
                 or handed_out is None
                 or handed_out <= expected
+                # A later record is already in the streams' queue: the expected one is
+                # ahead of it (or was skipped, which its successor's arrival shows). A
+                # slow agent keeps thousands of records queued on a busy worker.
+                or (queued is not None and queued > expected)
             ):
                 self.waiting_since.pop(tp, None)
                 continue

@@ -52,6 +52,7 @@ class Positions:
     committed_at: dict[int, int] = field(default_factory=dict)
     positions: dict[int, int] = field(default_factory=dict)
     earliest_at: dict[int, int] = field(default_factory=dict)
+    queued_at: dict[int, int] = field(default_factory=dict)
 
     def assigned(self, topics: Iterable[str]) -> list[FakeTp]:
         return [FakeTp("in", p) for p in self.positions] if "in" in topics else []
@@ -61,6 +62,9 @@ class Positions:
 
     def handed_out(self, tp: FakeTp) -> int | None:
         return self.positions.get(tp.partition)
+
+    def queued(self, tp: FakeTp) -> int | None:
+        return self.queued_at.get(tp.partition)
 
     async def earliest(self, tp: FakeTp) -> int | None:
         return self.earliest_at.get(tp.partition)
@@ -212,3 +216,22 @@ def test_a_partition_whose_next_record_keeps_changing_is_not_stalled(
         watched.deliver(*[(0, o) for o in range(first, first + 100)])
         asyncio.run(seek_again_where_stalled())
     assert watched.seeks == []
+
+
+def test_records_waiting_in_fausts_queue_behind_a_slow_agent_are_not_stalled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Session 7's false alarm: the client handed out 323-2199 of a partition, Faust had
+    # queued up to 1500 of them, and a slow agent had handled nothing of it for seconds.
+    # Partition 1 is the restart stall beside it: sought to the committed 300, its
+    # records handed out and dropped, Faust's read offset still at the seek's 300.
+    monkeypatch.setattr("stream.offsets.DELIVERY_STALL_SECONDS", 0.0)
+    positions = Positions(
+        committed_at={0: 323, 1: 300},
+        positions={0: 2200, 1: 924},
+        queued_at={0: 1500, 1: 300},
+    )
+    watched = Watched(positions)
+    asyncio.run(seek_again_where_stalled())
+    asyncio.run(seek_again_where_stalled())
+    assert watched.seeks == [(1, 300)], "only the partition with nothing queued is stalled"
