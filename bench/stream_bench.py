@@ -8,9 +8,9 @@ consumer group):
 * ``bare_agent``: bench/bare_agent.py, a Faust agent that only counts raw messages and
   bytes (the framework ceiling on this machine and broker build), run before the
   pipeline and again after it (``bare_agent_after``): the ratio is to their mean;
-  then once more with the fix to Faust's per-record delivery that
-  ``AMLWATCH_EAGER_DELIVERY`` turns on in the worker (``bare_agent_eager``,
-  ``stream.delivery``), for a second ratio;
+  then once more with the fix to Faust's per-record delivery that the worker runs
+  with (``bare_agent_eager``, ``stream.delivery``, ``AMLWATCH_EAGER_DELIVERY``), for a
+  second ratio;
 * ``pipeline``: the real worker (``stream.worker.run_worker``) with everything on:
   decode + validate, per-customer state, the default rule pack, behaviour features and
   IsolationForest scoring with a model trained beforehand on the same population, and
