@@ -442,9 +442,14 @@ def distribution(values: Sequence[float]) -> dict[str, Any]:
 
 
 def latency_by_send_window(
-    latencies: Sequence[tuple[float, float]], first_send: float, last_send: float
+    latencies: Sequence[tuple[float, float]],
+    first_send: float,
+    last_send: float,
+    *,
+    counted: str = "alerts",
 ) -> list[dict[str, Any]]:
-    """p50/p99 of alerts grouped by when their trigger was sent: shows latency growing."""
+    """p50/p99 of alerts (or what ``counted`` names) grouped by when their trigger was
+    sent: shows latency growing."""
     width = max((last_send - first_send) / LATENCY_WINDOWS, 1e-6)
     windows: list[list[float]] = [[] for _ in range(LATENCY_WINDOWS)]
     for sent_at, latency in latencies:
@@ -457,7 +462,7 @@ def latency_by_send_window(
             {
                 "sent_from_second": round(index * width, 1),
                 "sent_to_second": round((index + 1) * width, 1),
-                "alerts": len(ordered),
+                counted: len(ordered),
                 "p50": round(percentile(ordered, 0.50), 4) if ordered else None,
                 "p99": round(percentile(ordered, 0.99), 4) if ordered else None,
             }
