@@ -422,12 +422,17 @@ def _count_processed(
     built: AmlwatchApp, applied: Sequence[tuple[Transaction, ProcessResult]]
 ) -> None:
     metrics, done = built.metrics, time.time()
+    duplicates = 0
     for tx, result in applied:
         if result.duplicate:
-            metrics.duplicates.inc()
+            duplicates += 1
         else:
-            metrics.processed.inc()
             metrics.latency.observe(max(0.0, done - tx.event_epoch))
+    # Once per batch: each increment takes the counter's lock.
+    if duplicates:
+        metrics.duplicates.inc(duplicates)
+    if len(applied) > duplicates:
+        metrics.processed.inc(len(applied) - duplicates)
 
 
 class PassedOn:
