@@ -29,6 +29,8 @@ def test_summary_marks_targets_met_and_missing_results(tmp_path: Path) -> None:
     _write(tmp_path, "memory", {"table": {"bytes_per_customer": 900.0}, "rss_bytes": {}})
     # p99 under the bound, but at a lower offered rate than the target's: not met.
     _write(tmp_path, "cases", {"parameters": {"rate": 200}, "latency_seconds": {"p99": 0.1}})
+    windows = [{"p99": 0.02}, {"p99": 0.205}]
+    _write(tmp_path, "broker_latency", {"latency_by_send_window": windows})
 
     completed = subprocess.run(
         [sys.executable, str(SUMMARY_SCRIPT), "--results", str(tmp_path)],
@@ -50,4 +52,6 @@ def test_summary_marks_targets_met_and_missing_results(tmp_path: Path) -> None:
     assert "| 900 bytes | yes |" in rows["customer table, encoded bytes per customer"]
     assert "| 0.100 s | no |" in rows["alert stored as a case, p99 latency"]
     assert "| not run |" in rows["2 workers / 1 worker, 4 partitions"]
+    broker = "embedded broker alone, one hop, p99 of the last sixth (not run by make bench)"
+    assert "| - | 0.205 s | - |" in rows[broker]
     assert any(line.startswith("Machine: 2 CPUs") for line in lines)
