@@ -33,6 +33,7 @@ from cases_bench import LATENCY_WINDOWS, distribution, latency_by_send_window
 from rich.table import Table
 from stream_bench import (
     BenchError,
+    add_partitions_option,
     console,
     find_broker_process,
     live_progress,
@@ -43,7 +44,6 @@ from stream_bench import (
     split_cores,
 )
 
-from core.settings import Settings
 from stream.broker import EmbeddedBroker
 from stream.dev_broker import FETCH_MAX_WAIT_MS
 
@@ -228,12 +228,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds to read back after the last send",
     )
     parser.add_argument("--core", type=int, default=None, help="CPU of producer and consumer")
-    parser.add_argument(
-        "--partitions",
-        type=int,
-        default=Settings.model_fields["topic_partitions"].default,
-        help="partitions of the topic (default: the worker's default)",
-    )
+    add_partitions_option(parser)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the JSON")
     parser.add_argument("--log-dir", type=Path, default=None, help="keep the broker's log here")
     args = parser.parse_args(argv)

@@ -57,6 +57,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from stream_bench import (
     BenchError,
     Counts,
+    add_partitions_option,
     code_state,
     collector_pauses,
     log_tail,
@@ -903,12 +904,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="laundering scenarios per 1,000 customer-days (many, for enough alerts)",
     )
     parser.add_argument("--seed", type=int, default=7, help="seed of reference data and history")
-    parser.add_argument(
-        "--partitions",
-        type=int,
-        default=Settings.model_fields["topic_partitions"].default,
-        help="partitions of every topic (default: the worker's default)",
-    )
+    add_partitions_option(parser)
     parser.add_argument(
         "--database-url",
         default=None,

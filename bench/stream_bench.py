@@ -1074,16 +1074,21 @@ def add_workload_options(parser: argparse.ArgumentParser, *, customers: int, day
     add_run_options(parser)
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """Options every bench that runs workers under :func:`run_main` and :func:`measure`
-    reads: seed, partitions, polling and timeouts, where to keep the logs."""
-    parser.add_argument("--seed", type=int, default=7, help="seed of population and history")
+def add_partitions_option(parser: argparse.ArgumentParser) -> None:
+    """``--partitions``, defaulting to the worker's own partition count."""
     parser.add_argument(
         "--partitions",
         type=int,
         default=Settings.model_fields["topic_partitions"].default,
         help="partitions of every topic (default: the worker's default)",
     )
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Options every bench that runs workers under :func:`run_main` and :func:`measure`
+    reads: seed, partitions, polling and timeouts, where to keep the logs."""
+    parser.add_argument("--seed", type=int, default=7, help="seed of population and history")
+    add_partitions_option(parser)
     parser.add_argument("--poll-interval", type=float, default=0.05, help="seconds")
     parser.add_argument("--startup-timeout", type=float, default=120.0, help="seconds")
     parser.add_argument("--stall-timeout", type=float, default=60.0, help="seconds")

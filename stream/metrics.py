@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -158,7 +158,7 @@ class ScrapeTimePrometheusMonitor(PrometheusMonitor):
     def __init__(self, registry: CollectorRegistry, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         metrics = self._metrics
-        self._read_at_scrape = (
+        read_at_scrape = (
             metrics.messages_received,
             metrics.active_messages,
             metrics.messages_received_per_topics,
@@ -174,7 +174,7 @@ class ScrapeTimePrometheusMonitor(PrometheusMonitor):
         self.runtime_counts = [0] * len(self.runtime_bounds)
         self.runtime_sum_ms = 0.0
         self.received_by_topic_at_rebalance: dict[str, int] = {}
-        for metric in self._read_at_scrape:
+        for metric in read_at_scrape:
             registry.unregister(metric)
         registry.register(_ScrapeTimeCollector(self))
 
@@ -217,17 +217,15 @@ class ScrapeTimePrometheusMonitor(PrometheusMonitor):
         )
         before = self.received_by_topic_at_rebalance
         for topic, received in self.messages_received_by_topic.items():
-            if received > before.get(topic, 0):
-                per_topic.add_metric([topic], received - before.get(topic, 0))
+            since_rebalance = received - before.get(topic, 0)
+            if since_rebalance > 0:
+                per_topic.add_metric([topic], since_rebalance)
         yield per_topic
-        read = GaugeMetricFamily(
+        yield _per_partition_gauge(
             f"{prefix}_messages_received_per_topics_partition",
             "Messages received per topic/partition",
-            labels=["topic", "partition"],
+            self.tp_read_offsets,
         )
-        for tp, offset in self.tp_read_offsets.items():
-            read.add_metric([tp.topic, str(tp.partition)], offset)
-        yield read
         runtime = HistogramMetricFamily(f"{prefix}_events_runtime_ms", "Events runtime in ms")
         cumulative, buckets = 0, []
         for bound, count in zip(self.runtime_bounds, self.runtime_counts, strict=True):
@@ -250,14 +248,18 @@ class ScrapeTimePrometheusMonitor(PrometheusMonitor):
         for label, count in by_label.items():
             per_stream.add_metric([label], count)
         yield per_stream
-        end = GaugeMetricFamily(
+        yield _per_partition_gauge(
             f"{prefix}_topic_partition_end_offset",
             "Offset ends per topic/partition",
-            labels=["topic", "partition"],
+            self.tp_end_offsets,
         )
-        for tp, offset in self.tp_end_offsets.items():
-            end.add_metric([tp.topic, str(tp.partition)], offset)
-        yield end
+
+
+def _per_partition_gauge(name: str, documentation: str, offsets: Mapping[Any, int]) -> Metric:
+    gauge = GaugeMetricFamily(name, documentation, labels=["topic", "partition"])
+    for tp, offset in offsets.items():
+        gauge.add_metric([tp.topic, str(tp.partition)], offset)
+    return gauge
 
 
 class _ScrapeTimeCollector(Collector):
