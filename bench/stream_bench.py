@@ -442,6 +442,7 @@ def metric_total(metrics: dict[str, float], name: str, **labels: str) -> float:
 
 
 COLLECTOR_PAUSE_METRIC = "amlwatch_gc_pause_seconds"
+BATCH_SIZE_METRIC = "amlwatch_batch_size"
 
 
 def collector_pauses(
@@ -770,6 +771,10 @@ def pipeline_outcome(web_ports: Sequence[int], database_url: str) -> dict[str, A
         },
         "alerts_stored": stored,
         "alerts_settle_seconds": round(time.monotonic() - began, 2),
+        # Per-batch costs are amortised over this many transactions.
+        "mean_batch_size": round(
+            total(BATCH_SIZE_METRIC + "_sum") / max(1, total(BATCH_SIZE_METRIC + "_count")), 1
+        ),
         "rebalances": total("faust_total_rebalances"),
     }
 

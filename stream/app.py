@@ -98,8 +98,8 @@ DEV_SESSION_TIMEOUT_SECONDS = 4.0
 BATCH_MAX_EVENTS = 500
 BATCH_WAIT_SECONDS = 0.05
 SLOW_DURABILITY_SECONDS = 15.0
-# A flush's worth of batches (a full batch flushes at once) with the forwards (re-keys,
-# dead letters) of each, and two more: a batch waits for the oldest only beyond that.
+# A flush's worth of batches with the forwards (re-keys, dead letters) of each, and two
+# more: a batch waits for the oldest only beyond that.
 DURABLE_BATCHES_IN_FLIGHT = 2 * RECORD_FLUSH_STAGES + 2
 
 # Sends a message's original bytes to the dead-letter topic; returns its delivery.
@@ -397,16 +397,13 @@ async def _apply_batch(
     # more reference each keeps them from counting towards a commit until then.
     for event in events:
         event.message.incref()
-    backlog = len(batch) >= BATCH_MAX_EVENTS
     try:
         async with built.batch_lock:
-            applied, durable = await _apply_batch_alone(built, batch, dead_letter, backlog=backlog)
+            applied, durable = await _apply_batch_alone(built, batch, dead_letter)
     except BaseException:
         _release(events)  # as before: the agent crashes, Faust acknowledges the batch
         raise
-    await built.durable_acks.hold(
-        events, durable, partial(_count_processed, built, applied), backlog=backlog
-    )
+    await built.durable_acks.hold(events, durable, partial(_count_processed, built, applied))
 
 
 def _release(events: Sequence[EventT]) -> None:
@@ -457,7 +454,7 @@ class PassedOn:
     async def hold(self, acks: DurableAcks) -> None:
         """Acknowledge the events once every delivery is done (after earlier batches)."""
         if self.events:
-            await acks.hold(self.events, asyncio.gather(*self.deliveries), backlog=False)
+            await acks.hold(self.events, asyncio.gather(*self.deliveries))
 
 
 class DurableAcks:
@@ -465,15 +462,14 @@ class DurableAcks:
 
     A batch's writes take a database commit (kept transactions) and a broker round trip
     (its detections; its changed records, once the next flush of staged records writes
-    them, within ``RECORD_FLUSH_SECONDS``). On a live stream (batches not full) the
-    worker processes the next batch meanwhile instead of waiting: at a steady 1,000
-    tx/s that took the case latency p99 from about 3.7 s to 0.9 s here, steady over the
-    run. Only a full batch (a backlog) is waited for before the next. The price,
-    measured on a backlog that still came in batches of about 190: about 12-25% of the
-    throughput (about 1,700 instead of 1,950-2,300 tx/s), since the next batch starts
-    at once and is smaller, and each batch has fixed costs; waiting from 150 events on
-    recovered that throughput but let the latency run gradually up to 4 s at 1,000 tx/s. At most
-    ``DURABLE_BATCHES_IN_FLIGHT`` batches wait at once. A batch whose
+    them, within ``RECORD_FLUSH_SECONDS``). The worker processes the next batches
+    meanwhile instead of waiting: on a live stream, at a steady 1,000 tx/s, that took
+    the case latency p99 from about 3.7 s to 0.9 s here. A backlog is not waited for
+    either: its full batches share one flush of staged records like any others, so a
+    customer busy across them is encoded once per flush, not once per batch (full
+    batches of about 490, 1,000 customers: 3,350-3,600 tx/s when each full batch was
+    flushed and waited for, 4,000 without). At most ``DURABLE_BATCHES_IN_FLIGHT``
+    batches wait at once. A batch whose
     writes fail is never acknowledged; the worker stops, and its successor reads the
     batch again (the customer state recognises what it already applied).
     """
@@ -487,21 +483,16 @@ class DurableAcks:
         events: Sequence[EventT],
         durable: asyncio.Future[Any],
         then: Callable[[], None] | None = None,
-        *,
-        backlog: bool,
     ) -> None:
         """Acknowledge ``events`` (each holding one extra reference) and call ``then``, if
-        given, when ``durable`` is done and every earlier batch was acknowledged; with
-        ``backlog``, before returning."""
+        given, when ``durable`` is done and every earlier batch was acknowledged."""
         previous = self._in_flight[-1] if self._in_flight else None
         self._in_flight.append(
             asyncio.ensure_future(self._acknowledge(events, durable, then, previous))
         )
         while self._in_flight and self._in_flight[0].done():
             self._in_flight.popleft()
-        if backlog:
-            await asyncio.shield(self._in_flight[-1])
-        elif len(self._in_flight) > DURABLE_BATCHES_IN_FLIGHT:
+        if len(self._in_flight) > DURABLE_BATCHES_IN_FLIGHT:
             await asyncio.shield(self._in_flight[0])
 
     async def _acknowledge(
@@ -527,11 +518,11 @@ class DurableAcks:
 
 
 async def _apply_batch_alone(
-    built: AmlwatchApp, batch: Sequence[Received], dead_letter: DeadLetter, *, backlog: bool
+    built: AmlwatchApp, batch: Sequence[Received], dead_letter: DeadLetter
 ) -> tuple[list[tuple[Transaction, ProcessResult]], asyncio.Future[Any]]:
     """Rules per transaction, the batch's anomaly scores, detections out, then records
-    staged (flushed at once for a ``backlog`` batch, which is waited for); what was
-    applied, and a future done when the batch's writes are durable."""
+    staged (flushed when a flush is due); what was applied, and a future done when the
+    batch's writes are durable."""
     engine, table, metrics = built.engine, built.customer_table, built.metrics
     model = built.live_model.current  # one version per batch: a reload swaps between batches
     working: dict[str, CustomerRecord] = {}  # this batch's records, read once, staged once
@@ -578,7 +569,7 @@ async def _apply_batch_alone(
                 detections = (*detections, anomalies[tx.tx_id])
             deliveries += await _emit(built, detections, counted=not result.duplicate)
         stored = table.stage({customer_id: working[customer_id] for customer_id in changed})
-        if backlog or table.flush_due():
+        if table.flush_due():
             table.flush()
         # Acknowledged once its detections and dead letters are delivered, its records
         # are in the changelog and its transactions kept (redelivered ones too: keeping

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from stream.app import BATCH_MAX_EVENTS
 from tests.bench.conftest import run_bench_script
 
 RATES = ("wall_seconds", "cpu_seconds", "messages_per_second", "messages_per_cpu_second")
@@ -36,6 +37,7 @@ def test_stream_bench_writes_a_complete_result(tmp_path: Path) -> None:
     outcome = result["pipeline"]["outcome"]
     assert outcome["transactions_scored"] == params["scorable_transactions"] > 0
     assert outcome["alerts_stored"] == outcome["detections_emitted"]["alert"]
+    assert 1 <= outcome["mean_batch_size"] <= BATCH_MAX_EVENTS
     ratio = result["ratio_pipeline_to_bare"]
     for key in ("messages_per_second", "messages_per_cpu_second"):
         # To the mean of the two bare runs around the pipeline's (4 decimals kept).
