@@ -3,7 +3,7 @@
 The case latency bench measures a transaction from its send to its case in the store,
 across the broker twice (transactions in, alerts out). This bench measures the floor
 the broker sets under that: one producer sends at a steady rate, paced by the wall
-clock and sent as the cases bench sends (``linger_ms=0``, keyed by customer, the
+clock and sent as the cases bench sends (``--producer-linger-ms``, keyed by customer, the
 worker's partition count), and one consumer (aiokafka, the dev profile's 20 ms fetch
 wait) reads the topic back. The latency of a message is its receive time minus its
 send time, by sixth of the produce window as in ``cases.json``; the broker's CPU share
@@ -29,7 +29,12 @@ from typing import Any
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from cases_bench import LATENCY_WINDOWS, distribution, latency_by_send_window
+from cases_bench import (
+    LATENCY_WINDOWS,
+    add_producer_linger_option,
+    distribution,
+    latency_by_send_window,
+)
 from rich.table import Table
 from stream_bench import (
     BenchError,
@@ -63,7 +68,7 @@ async def produce_and_consume(
         await admin.create_topics([NewTopic(TOPIC, args.partitions, 1)])
     finally:
         await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=args.producer_linger_ms)
     consumer = AIOKafkaConsumer(
         TOPIC,
         bootstrap_servers=bootstrap,
@@ -175,7 +180,7 @@ def run_bench(args: argparse.Namespace, log_dir: Path, work_dir: Path) -> dict[s
         "partitions": args.partitions,
         "keys": args.customers,
         "message_bytes": len(json.dumps({"sent": time.time(), "padding": PADDING})),
-        "linger_ms": 0,
+        "linger_ms": args.producer_linger_ms,
         "fetch_max_wait_ms": FETCH_MAX_WAIT_MS,
         "cpu_affinity": {"bench": sorted(consumer_cpus), "broker": sorted(broker_cpus)},
     }
@@ -228,6 +233,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds to read back after the last send",
     )
     parser.add_argument("--core", type=int, default=None, help="CPU of producer and consumer")
+    add_producer_linger_option(parser)
     add_partitions_option(parser)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the JSON")
     parser.add_argument("--log-dir", type=Path, default=None, help="keep the broker's log here")

@@ -110,6 +110,12 @@ BENCH_ACTOR = Actor("cases-bench", Role.ADMIN)
 # poll interval fit easily; a backlog of more than a few seconds does not.
 KEPT_UP_DRAIN_SECONDS = 5.0
 LATENCY_WINDOWS = 6
+# How long the producer of the measured stream (the bank's upstream system) lets a record
+# wait for others to share its request: 5 ms is the Java client's default since Apache
+# Kafka 4.0 (it was 0). At 1,000 records/s, 0 sends nearly every record in a request of
+# its own, and the embedded broker spends most of its core on those requests (see
+# bench/README.md); --producer-linger-ms 0 measures that too.
+PRODUCER_LINGER_MS = 5
 # The topics the worker reads or writes outside its own internal ones: created up front.
 TOPIC_SETTINGS = (
     "AMLWATCH_TRANSACTIONS_TOPIC",
@@ -247,13 +253,15 @@ async def produce_paced(
     rate: float,
     log: ProduceLog,
     on_progress: Callable[[int], None],
+    *,
+    linger_ms: int,
 ) -> None:
     """Send ``records`` at ``rate`` per second on the wall clock; wait for every ack."""
-    # linger_ms=0: a record leaves as soon as the client can send it; records queued while
-    # a request is in flight go together in the next one (the client's own batching). The
-    # one-record-batch rule of the embedded broker matters only to consumers that start
-    # from the latest offset; the worker is already consuming when this starts.
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    # The upstream system's producer: a record waits up to linger_ms for others to share
+    # its request (see PRODUCER_LINGER_MS). The one-record-batch rule of the embedded
+    # broker matters only to consumers that start from the latest offset; the worker is
+    # already consuming when this starts.
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms)
     await producer.start()
     try:
         acks: list[asyncio.Future[Any]] = []
@@ -589,6 +597,7 @@ def run_bench(args: argparse.Namespace, log_dir: Path, work_dir: Path) -> dict[s
             "customers": workload.customers,
             "managers": workload.managers,
             "scenario_rate": args.scenario_rate,
+            "producer_linger_ms": args.producer_linger_ms,
             "seed": args.seed,
             "partitions": args.partitions,
             "database": make_url(database_url).get_backend_name(),
@@ -646,6 +655,7 @@ def _measure(
                 args.rate,
                 ProduceLog(),
                 lambda sent: progress.advance(warm_task, sent),
+                linger_ms=args.producer_linger_ms,
             )
         )
         warm_done = wait_for(
@@ -677,6 +687,7 @@ def _measure(
                 args.rate,
                 measured_log,
                 lambda sent: progress.advance(produce_task, sent),
+                linger_ms=args.producer_linger_ms,
             )
         )
         # Until every expected alert is stored, the worker stalls, or time runs out.
@@ -890,6 +901,16 @@ def print_summary(document: dict[str, Any]) -> None:
         console.print(f"[yellow]{alerts['missing']} expected alerts were not stored in time[/]")
 
 
+def add_producer_linger_option(parser: argparse.ArgumentParser) -> None:
+    """``--producer-linger-ms``, for the benches that produce at a steady rate."""
+    parser.add_argument(
+        "--producer-linger-ms",
+        type=int,
+        default=PRODUCER_LINGER_MS,
+        help=f"the producer's linger.ms (default {PRODUCER_LINGER_MS}, the Kafka 4.0 default)",
+    )
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
@@ -904,6 +925,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="laundering scenarios per 1,000 customer-days (many, for enough alerts)",
     )
     parser.add_argument("--seed", type=int, default=7, help="seed of reference data and history")
+    add_producer_linger_option(parser)
     add_partitions_option(parser)
     parser.add_argument(
         "--database-url",
@@ -931,6 +953,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--rate, --duration and --warmup-seconds must be positive")
     if args.customers < 1:
         parser.error("--customers must be at least 1")
+    if args.producer_linger_ms < 0:
+        parser.error("--producer-linger-ms must not be negative")
     return args
 
 

@@ -14,11 +14,11 @@ def test_broker_latency_bench_writes_a_complete_result(tmp_path: Path) -> None:
     """A small run exits 0, reads back every message and writes positive figures."""
     out = tmp_path / "results" / "broker_latency.json"
 
-    result = run_bench_script(
-        "broker_latency_bench.py", "--rate", "200", "--duration", "3", out=out
-    ).result
+    args = ["--rate", "200", "--duration", "3", "--producer-linger-ms", "0"]
+    result = run_bench_script("broker_latency_bench.py", *args, out=out).result
     assert {"cpu_count", "python", "aiokafka", "broker_binary"} <= result["machine"].keys()
     assert result["parameters"]["partitions"] >= 1
+    assert result["parameters"]["linger_ms"] == 0
     assert result["produce"]["messages"] == 600
     assert result["latency_seconds"]["count"] == 600
     assert 0 < result["latency_seconds"]["p50"] <= result["latency_seconds"]["p99"]

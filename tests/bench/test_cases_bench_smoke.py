@@ -16,12 +16,14 @@ def test_cases_bench_writes_a_complete_result(tmp_path: Path) -> None:
     """A small run exits 0, stores every expected alert and writes positive figures."""
     out = tmp_path / "results" / "cases.json"
     args = ["--rate", "200", "--duration", "4", "--warmup-seconds", "1", "--customers", "60"]
+    args += ["--producer-linger-ms", "2"]
 
     result = run_bench_script("cases_bench.py", *args, out=out).result
     assert result["timestamp"]
     assert {"cpu_count", "python", "faust_streaming", "aiokafka"} <= result["machine"].keys()
     assert result["parameters"]["transactions"] == 800
     assert result["parameters"]["database"] == "sqlite"
+    assert result["parameters"]["producer_linger_ms"] == 2
     assert result["produce"]["achieved_rate"] > 0
     worker = result["worker"]
     assert isinstance(worker["kept_up"], bool) and worker["verdict"]
