@@ -3,8 +3,8 @@
 Data path::
 
     transactions (raw bytes; keyed by customer_id, or any key)
-      -> apply_rules, in micro-batches of up to BATCH_MAX_EVENTS (each waits at most
-         BATCH_WAIT_SECONDS): decode + validate
+      -> apply_rules, in micro-batches of up to BATCH_MAX_EVENTS (taken every
+         BATCH_WAIT_SECONDS at most; a backlog's are joined, see HeldBatch): decode + validate
            invalid -> transactions-dlq (original bytes, reason in headers)
            keyed by customer_id and on that key's partition -> processed here
            any other key or partition -> <app_id>-transactions-by-customer (key
@@ -94,12 +94,19 @@ ANOMALY_COOLDOWN_KEY = "anomaly:cooldown"
 # Tansu makes the first group join wait half the session timeout: keep it short in dev.
 DEV_SESSION_TIMEOUT_SECONDS = 4.0
 # A batch pays once for its changelog round trip, case-store commit and forest call;
-# the wait bounds what a quiet stream adds to a transaction's latency. A backlog fills
-# batches at once whatever the wait; at a steady 1,000 tx/s, 20 ms instead of 50 ms took
-# the case latency p99 from 0.245-0.253 s to 0.211-0.215 s in alternating cases-bench
-# runs, for 0.63-0.65 of the worker's core instead of 0.55-0.57 (smaller batches).
+# the wait bounds what a quiet stream adds to a transaction's latency. At a steady 1,000
+# tx/s, 20 ms instead of 50 ms took the case latency p99 from 0.245-0.253 s to
+# 0.211-0.215 s in alternating cases-bench runs, for 0.63-0.65 of the worker's core
+# instead of 0.55-0.57 (smaller batches). On a backlog 20 ms takes about 200 events, and
+# batches that small cost about 12% of the throughput (2,876-3,052 tx/s against
+# 3,285-3,447 at 50 ms, about 430 a batch): so a backlog's taken batches are joined (see
+# HeldBatch) into batches of up to BATCH_MAX_EVENTS.
 BATCH_MAX_EVENTS = 500
+TAKE_MAX_EVENTS = 250
 BATCH_WAIT_SECONDS = 0.02
+# A taken batch this large means the input is behind (a live stream at 1,000 tx/s gives
+# about 20 in 20 ms): it is held and joined to the next one(s).
+BACKLOG_TAKEN_EVENTS = 100
 SLOW_DURABILITY_SECONDS = 15.0
 # A flush's worth of batches with the forwards (re-keys, dead letters) of each, and two
 # more: a batch waits for the oldest only beyond that.
@@ -300,11 +307,11 @@ def _register_agents(built: AmlwatchApp) -> None:
         partitions = await _partitions_processed_in_place(built)
         # take_events is missing from StreamT, the interface type; Stream has it.
         batches = stream.take_events(  # type: ignore[attr-defined]
-            BATCH_MAX_EVENTS, within=BATCH_WAIT_SECONDS
+            TAKE_MAX_EVENTS, within=BATCH_WAIT_SECONDS
         )
         watch = watch_stream_offsets(app, stream, metrics.offset_jumps)
+        here = HeldBatch()
         async for batch in batches:
-            here: list[Received] = []
             passed_on = PassedOn()  # dead-lettered or re-keyed: acknowledged once delivered
             for event in batch:
                 if not (watch.in_order(event) or await watch.admit(event)):
@@ -330,23 +337,21 @@ def _register_agents(built: AmlwatchApp) -> None:
                     and source.key == key
                     and source.partition == partition_of(key, partitions)
                 ):
-                    here.append(
-                        Received(event, tx, (f"in-place-{source.partition}", source.offset))
-                    )
+                    here.add(Received(event, tx, (f"in-place-{source.partition}", source.offset)))
                 else:
                     passed_on.add(event, await rekey(event, tx))
-            if here:
-                await _apply_batch(built, here, dead_letter)
+            if here.due(taken=len(batch), queued=_queued_for(stream)):
+                await _apply_batch(built, here.take(), dead_letter)
             await passed_on.hold(built.durable_acks)
 
     @app.agent(built.by_customer_topic, name=f"{settings.app_id}.apply_rekeyed_rules")
     async def apply_rekeyed_rules(stream: faust.StreamT[bytes]) -> None:
         batches = stream.take_events(  # type: ignore[attr-defined]
-            BATCH_MAX_EVENTS, within=BATCH_WAIT_SECONDS
+            TAKE_MAX_EVENTS, within=BATCH_WAIT_SECONDS
         )
         watch = watch_stream_offsets(app, stream, metrics.offset_jumps)
+        received = HeldBatch()
         async for batch in batches:
-            received: list[Received] = []
             passed_on = PassedOn()
             for event in batch:
                 if not (watch.in_order(event) or await watch.admit(event)):
@@ -361,10 +366,16 @@ def _register_agents(built: AmlwatchApp) -> None:
                         event, await dead_letter(event, exc.reason.value, exc.message, exc.field)
                     )
                     continue
-                received.append(Received(event, tx, _rekeyed_position(event)))
-            if received:
-                await _apply_batch(built, received, dead_letter)
+                received.add(Received(event, tx, _rekeyed_position(event)))
+            if received.due(taken=len(batch), queued=_queued_for(stream)):
+                await _apply_batch(built, received.take(), dead_letter)
             await passed_on.hold(built.durable_acks)
+
+
+def _queued_for(stream: faust.StreamT[bytes]) -> int:
+    """Events delivered to the stream's channel and not taken yet (Faust's stream buffer)."""
+    # StreamT types its channel as a plain async iterator; it is the agent's Channel.
+    return int(stream.channel.queue.qsize())  # type: ignore[attr-defined]
 
 
 async def _partitions_processed_in_place(built: AmlwatchApp) -> int:
@@ -393,13 +404,10 @@ async def _apply_batch(
     built: AmlwatchApp, batch: Sequence[Received], dead_letter: DeadLetter
 ) -> None:
     """One batch at a time, whichever agent it comes from (see ``batch_lock``); its input
-    is acknowledged once its writes are durable, while the next batch is processed."""
+    is acknowledged once its writes are durable, while the next batch is processed.
+    Each event holds the reference ``HeldBatch.add`` took."""
     built.metrics.batch_size.observe(len(batch))
     events = [item.event for item in batch]
-    # Faust acknowledges a batch's events when the agent asks for the next batch; one
-    # more reference each keeps them from counting towards a commit until then.
-    for event in events:
-        event.message.incref()
     try:
         async with built.batch_lock:
             applied, durable = await _apply_batch_alone(built, batch, dead_letter)
@@ -433,6 +441,38 @@ def _count_processed(
         metrics.duplicates.inc(duplicates)
     if len(applied) > duplicates:
         metrics.processed.inc(len(applied) - duplicates)
+
+
+class HeldBatch:
+    """The transactions an agent received and has not processed yet: a taken batch's, or
+    on a backlog several taken batches' (see ``BACKLOG_TAKEN_EVENTS``), processed as one.
+
+    Faust acknowledges a taken batch's events when the agent asks for the next one; the
+    reference each takes here keeps it from counting towards a commit until its batch's
+    writes are durable (``DurableAcks`` releases it).
+    """
+
+    def __init__(self) -> None:
+        self.items: list[Received] = []
+
+    def add(self, item: Received) -> None:
+        item.event.message.incref()
+        self.items.append(item)
+
+    def due(self, *, taken: int, queued: int) -> bool:
+        """Whether to process what is held, given the size of the batch just taken and
+        the events queued for the stream: yes, unless that batch says the input is behind,
+        more is queued and one more batch still fits. Only with events queued is the next
+        batch sure to come at once: ``take_events`` yields nothing while nothing arrives,
+        and a held batch must not wait for the next transaction."""
+        if not self.items:
+            return False
+        behind = taken >= BACKLOG_TAKEN_EVENTS and queued > 0
+        return not behind or len(self.items) + TAKE_MAX_EVENTS > BATCH_MAX_EVENTS
+
+    def take(self) -> list[Received]:
+        items, self.items = self.items, []
+        return items
 
 
 class PassedOn:
