@@ -510,8 +510,8 @@ class DurableAcks:
     the case latency p99 from about 3.7 s to 0.9 s here. A backlog is not waited for
     either: its full batches share one flush of staged records like any others, so a
     customer busy across them is encoded once per flush, not once per batch (full
-    batches of about 490, 1,000 customers: 3,350-3,600 tx/s when each full batch was
-    flushed and waited for, 4,000 without). At most ``DURABLE_BATCHES_IN_FLIGHT``
+    batches of about 490, 1,000 customers, stream bench: 3,083-3,352 tx/s when each full
+    batch was flushed and waited for, 3,510-4,005 without). At most ``DURABLE_BATCHES_IN_FLIGHT``
     batches wait at once. A batch whose
     writes fail is never acknowledged; the worker stops, and its successor reads the
     batch again (the customer state recognises what it already applied).
