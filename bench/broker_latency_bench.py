@@ -44,6 +44,7 @@ from stream_bench import (
     live_progress,
     machine_facts,
     pin_to,
+    process_cpu_seconds,
     result_header,
     run_main,
     split_cores,
@@ -121,7 +122,7 @@ async def _send(
     """Paced sends; the send times, and the broker's CPU share per sixth of the window."""
     sent_at: list[float] = []
     window = args.duration / LATENCY_WINDOWS
-    cpu_marks = [_cpu_seconds(broker)]
+    cpu_marks = [process_cpu_seconds(broker)]
     start = time.time()
     for index in range(total):
         due = start + index / args.rate
@@ -130,14 +131,14 @@ async def _send(
             await asyncio.sleep(due - now)
         now = time.time()
         if now - start >= window * len(cpu_marks) and len(cpu_marks) < LATENCY_WINDOWS:
-            cpu_marks.append(_cpu_seconds(broker))
+            cpu_marks.append(process_cpu_seconds(broker))
         value = json.dumps({"sent": now, "padding": PADDING}).encode()
         await producer.send(TOPIC, value, key=str(index % args.customers).encode())
         sent_at.append(now)
         if index % 500 == 0:
             progress.update(task, completed=index)
     progress.update(task, completed=total)
-    cpu_marks.append(_cpu_seconds(broker))
+    cpu_marks.append(process_cpu_seconds(broker))
     # Every window is ``window`` long but the last, which ends with the last send.
     full = len(cpu_marks) - 2
     spans = [window] * full + [max(time.time() - start - window * full, 1e-6)]
@@ -158,11 +159,6 @@ async def _read(
             for message in messages:
                 sent = json.loads(message.value)["sent"]
                 received.append((sent, now - sent))
-
-
-def _cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
 
 
 def run_bench(args: argparse.Namespace, log_dir: Path, work_dir: Path) -> dict[str, Any]:

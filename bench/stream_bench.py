@@ -544,7 +544,8 @@ class Window:
     resolution_limited: bool
 
 
-def _cpu_seconds(process: psutil.Process) -> float:
+def process_cpu_seconds(process: psutil.Process) -> float:
+    """User + system CPU seconds ``process`` has used."""
     times = process.cpu_times()
     return float(times.user + times.system)
 
@@ -624,8 +625,8 @@ def measure(
     def sample(counts: Counts) -> _Sample:
         return _Sample(
             at=time.monotonic(),
-            cpu=sum(_cpu_seconds(consumer) for consumer in consumers),
-            broker_cpu=_cpu_seconds(broker_process),
+            cpu=sum(process_cpu_seconds(consumer) for consumer in consumers),
+            broker_cpu=process_cpu_seconds(broker_process),
             machine_busy=machine_busy_seconds(),
             counts=counts,
         )
