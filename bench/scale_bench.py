@@ -94,7 +94,9 @@ def run_group(
     prepare_case_store(database_url, workload.population)
     name = f"{workers} worker{'s' if workers > 1 else ''}"
     total = len(workload.records)
-    ports = [free_loopback_port() for _ in range(workers)]
+    ports: list[int] = []
+    for _ in range(workers):
+        ports.append(free_loopback_port(avoid=ports))
     logs = [log_dir / f"{app_id}-{index}.log" for index in range(workers)]
     with live_progress() as progress, contextlib.ExitStack() as stack:
         processes = []

@@ -13,18 +13,25 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import IO
 
 from core.errors import Unavailable
 
 
-def free_loopback_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_loopback_port(avoid: Collection[int] = ()) -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on right now and is not in ``avoid``.
+
+    ``avoid`` holds ports promised to processes that have not bound them yet: the
+    kernel may hand out such a port again, since nothing holds it.
+    """
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in avoid:
+            return port
 
 
 def _port_accepts(port: int) -> bool:
@@ -54,8 +61,11 @@ def broker_binary() -> str:
 class EmbeddedBroker:
     """A Tansu subprocess on a loopback port; a context manager that always stops it."""
 
-    def __init__(self, port: int = 0, log_path: Path | None = None) -> None:
-        self.port = port or free_loopback_port()
+    def __init__(
+        self, port: int = 0, log_path: Path | None = None, avoid_ports: Collection[int] = ()
+    ) -> None:
+        """``port`` 0 picks a free one outside ``avoid_ports`` (ports meant for others)."""
+        self.port = port or free_loopback_port(avoid_ports)
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None

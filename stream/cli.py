@@ -211,7 +211,11 @@ def up(
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
         if settings.uses_embedded_broker:
-            embedded = EmbeddedBroker(settings.embedded_broker_port, logs / "broker.log").start()
+            embedded = EmbeddedBroker(
+                settings.embedded_broker_port,
+                logs / "broker.log",
+                avoid_ports={settings.web_port, web_port},
+            ).start()
             env["AMLWATCH_BROKER_URL"] = embedded.url
             # Still the embedded broker: keep its workarounds on.
             env["AMLWATCH_DEV_BROKER_PROFILE"] = "true"
