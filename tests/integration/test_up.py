@@ -46,7 +46,7 @@ def wait_for(condition, timeout: float, what: str, log: Path) -> None:  # type: 
 
 def test_up_with_simulator_processes_a_rising_count_and_stops_everything(tmp_path: Path) -> None:
     web_port = free_loopback_port()
-    app_port = free_loopback_port()
+    app_port = free_loopback_port(avoid={web_port})
     base_url = f"http://127.0.0.1:{web_port}"
     env = {
         **os.environ,
