@@ -7,15 +7,17 @@ The worker stores every validated transaction in batches; storing is idempotent 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -38,6 +40,29 @@ _INSERT_NEW = {
     "postgresql": postgresql_insert(_TABLE).on_conflict_do_nothing(index_elements=["tx_id"]),
 }
 _KEEP_ROWCOUNT = {"preserve_rowcount": True}
+# On SQLite the rows go to the driver as tuples already in the form SQLAlchemy's own
+# bind processing gives them (the same text for decimals, datetimes and JSON): its
+# per-row parameter processing cost more than sqlite3 storing the row (about 25 us a
+# row against 10 us, the worker's largest single cost after the rules).
+_SQLITE_INSERT_NEW = _INSERT_NEW["sqlite"].compile(dialect=sqlite_dialect())
+_SQLITE_COLUMNS = (
+    "tx_id",
+    "customer_id",
+    "account_id",
+    "at",
+    "direction",
+    "channel",
+    "amount",
+    "currency",
+    "amount_cny",
+    "amount_usd",
+    "counterparty_id",
+    "counterparty_name",
+    "counterparty_country",
+    "description",
+    "extra",
+)
+assert _SQLITE_INSERT_NEW.positiontup == list(_SQLITE_COLUMNS), _SQLITE_INSERT_NEW.positiontup
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +78,19 @@ def store_transactions(session: Session, transactions: Sequence[StoredTransactio
     """Insert the transactions not stored yet; how many were new."""
     if not transactions:
         return 0
-    statement = _INSERT_NEW[session.get_bind().dialect.name]
-    rows = [_row(item) for item in transactions]
     # On the session's connection, not session.execute: the ORM's bulk insert path would
     # translate every row's attribute keys again.
-    result = session.connection().execute(statement, rows, execution_options=_KEEP_ROWCOUNT)
+    connection = session.connection()
+    dialect = connection.dialect.name
+    if dialect == "sqlite":
+        result = connection.exec_driver_sql(
+            _SQLITE_INSERT_NEW.string,
+            [_sqlite_row(item) for item in transactions],
+            execution_options=_KEEP_ROWCOUNT,
+        )
+    else:
+        rows = [_row(item) for item in transactions]
+        result = connection.execute(_INSERT_NEW[dialect], rows, execution_options=_KEEP_ROWCOUNT)
     return result.rowcount
 
 
@@ -108,6 +141,30 @@ def _row(item: StoredTransaction) -> dict[str, Any]:
         "description": tx.description,
         "extra": dict(tx.extra),
     }
+
+
+def _sqlite_row(item: StoredTransaction) -> tuple[Any, ...]:
+    """``_row`` as SQLite stores it: see ``UtcDateTime``, ``DecimalText`` and JSON."""
+    tx = item.transaction
+    at = tx.timestamp.astimezone(UTC).replace(tzinfo=None)
+    return (
+        tx.tx_id,
+        tx.customer_id,
+        tx.account_id,
+        # SQLAlchemy's SQLite DATETIME text: microseconds always written.
+        at.isoformat(" ", "microseconds"),
+        tx.direction.value,
+        tx.channel.value,
+        str(tx.amount),
+        tx.currency,
+        str(item.amount_cny),
+        str(item.amount_usd),
+        tx.counterparty_id,
+        tx.counterparty_name,
+        tx.counterparty_country,
+        tx.description,
+        json.dumps(dict(tx.extra)) if tx.extra else "{}",
+    )
 
 
 def _record(row: TransactionRow) -> StoredTransaction:

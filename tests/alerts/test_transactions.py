@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import dataclasses
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from sqlalchemy.orm import Session
 
+import alerts.transactions as transactions_module
+from alerts.database import make_engine, new_sqlite_store, session_factory
 from alerts.transactions import (
     StoredTransaction,
     customer_transactions,
@@ -91,3 +97,56 @@ def test_a_redelivered_transaction_leaves_the_stored_row_untouched(session: Sess
     session.commit()
 
     assert transactions_by_id(session, ["tx-4"])["tx-4"] == original
+
+
+def with_transaction(item: StoredTransaction, **changes: Any) -> StoredTransaction:
+    return dataclasses.replace(item, transaction=dataclasses.replace(item.transaction, **changes))
+
+
+def sqlite_table_after(directory: Path, store: Callable[[Session], object]) -> list[Any]:
+    """The transactions table's raw rows after ``store`` ran on a fresh SQLite store."""
+    directory.mkdir()
+    engine = make_engine(new_sqlite_store(directory))
+    try:
+        with session_factory(engine)() as session, session.begin():
+            store(session)
+        with engine.connect() as connection:
+            query = "SELECT * FROM transactions ORDER BY tx_id"
+            return list(connection.exec_driver_sql(query).all())
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_rows_from_the_driver_path_are_what_sqlalchemy_would_have_stored(
+    tmp_path: Path,
+) -> None:
+    # SQLite skips SQLAlchemy's per-row bind processing; the text it stores must be the
+    # very text SQLAlchemy's column types would have written, or reads and reports drift.
+    shanghai = timezone(timedelta(hours=8))
+    items = [
+        stored(1),
+        with_transaction(
+            stored(2),
+            timestamp=datetime(2026, 6, 1, 8, 0, tzinfo=shanghai),  # no microseconds
+            counterparty_id=None,
+            counterparty_name="上海某某贸易有限公司",
+            counterparty_country=None,
+            description=None,
+            extra=MappingProxyType({}),
+        ),
+        with_transaction(
+            stored(3, amount="0.01"),
+            timestamp=datetime(2026, 6, 1, 23, 59, 59, 999_999, tzinfo=UTC),
+            extra=MappingProxyType({"note": 'quote " and \\ slash, 引号', "n": 3}),
+        ),
+    ]
+
+    def through_sqlalchemy(session: Session) -> object:
+        rows = [transactions_module._row(item) for item in items]
+        return session.connection().execute(transactions_module._INSERT_NEW["sqlite"], rows)
+
+    through_driver = sqlite_table_after(
+        tmp_path / "driver", lambda session: store_transactions(session, items)
+    )
+    assert through_driver == sqlite_table_after(tmp_path / "sqlalchemy", through_sqlalchemy)
+    assert [row[0] for row in through_driver] == ["tx-1", "tx-2", "tx-3"]
