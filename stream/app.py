@@ -15,7 +15,9 @@ Data path::
       scored by the active anomaly model in one forest call
            report detections -> large-value-reports
            alert detections (rules and anomaly model) -> alerts
-           the batch's transactions -> the case store (when the worker has one)
+           the batch's transactions and detections -> the case store (when the worker
+              has one), in one database transaction: a case is stored with the batch
+              that raised it, not one broker hop later
            the batch's changed records -> staged; encoded into the table and its
               changelog by the next flush (every RECORD_FLUSH_SECONDS at most)
 
@@ -116,8 +118,9 @@ DURABLE_BATCHES_IN_FLIGHT = 2 * RECORD_FLUSH_STAGES + 2
 DeadLetter = Callable[[EventT, str, str, str | None], Awaitable[Awaitable[Any]]]
 # Where a decoded transaction sits in an ordered input: (stream name, offset).
 Position = tuple[str, int]
-# Awaited with every batch's valid transactions before the batch is acknowledged.
-TransactionSink = Callable[[Sequence[Transaction]], Awaitable[None]]
+# Awaited with every batch's valid transactions and the detections it sent (re-sent ones
+# of redelivered transactions too) before the batch is acknowledged.
+BatchSink = Callable[[Sequence[Transaction], Sequence[Detection]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +153,7 @@ class AmlwatchApp:
     # reads and its writes: one batch at a time.
     batch_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     durable_acks: DurableAcks = field(init=False)
-    transaction_sinks: list[TransactionSink] = field(default_factory=list)
+    batch_sinks: list[BatchSink] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "durable_acks", DurableAcks(self.faust_app))
@@ -606,20 +609,22 @@ async def _apply_batch_alone(
             for detection in kept:
                 engine.remember(working[detection.customer_id].rules, (detection,))
             metrics.scored.inc(len(to_score))
+        sent: list[Detection] = []
         for tx, result in applied:
             detections = result.detections
             if tx.tx_id in anomalies and not result.duplicate:
                 detections = (*detections, anomalies[tx.tx_id])
             deliveries += await _emit(built, detections, counted=not result.duplicate)
+            sent += detections
         stored = table.stage({customer_id: working[customer_id] for customer_id in changed})
         if table.flush_due():
             table.flush()
         # Acknowledged once its detections and dead letters are delivered, its records
-        # are in the changelog and its transactions kept (redelivered ones too: keeping
-        # is idempotent).
+        # are in the changelog and its transactions and detections kept (redelivered
+        # ones too: keeping is idempotent).
         kept_transactions = [tx for tx, _ in applied]
         durable = asyncio.gather(
-            stored, *deliveries, *(keep(kept_transactions) for keep in built.transaction_sinks)
+            stored, *deliveries, *(keep(kept_transactions, sent) for keep in built.batch_sinks)
         )
     except BaseException as exc:
         # Records changed in place but not (all) staged, and earlier batches' staged

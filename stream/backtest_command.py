@@ -251,7 +251,7 @@ def _persist(
 ) -> str:
     """Store transactions and detections through the worker's own code; what was new."""
     from alerts.transactions import StoredTransaction
-    from stream.case_agent import BATCH_SIZE, store_detections, store_transaction_batch
+    from stream.case_agent import BATCH_SIZE, store_batch
     from stream.case_store import CaseStore
 
     rates = engine.reference.rates
@@ -272,12 +272,12 @@ def _persist(
         task = progress.add_task("storing tx", total=len(converted))
         for start in range(0, len(converted), PERSIST_TRANSACTIONS_BATCH):
             batch = converted[start : start + PERSIST_TRANSACTIONS_BATCH]
-            new_tx += store_transaction_batch(store, batch)
+            new_tx += store_batch(store, batch, ()).new_transactions
             progress.update(task, advance=len(batch))
         task = progress.add_task("storing det", total=len(detections))
         for start in range(0, len(detections), BATCH_SIZE):
             chunk = detections[start : start + BATCH_SIZE]
-            for item in store_detections(store, chunk):
+            for item in store_batch(store, (), chunk).detections:
                 result = item.result
                 duplicates += result.duplicate
                 opened += result.created

@@ -1,14 +1,22 @@
 """Detections -> cases: the worker side of the case store.
 
-The ``alerts`` and ``large-value-reports`` topics are read in small batches; each
-batch is stored in one database transaction in a worker thread (the store is blocking
-SQLAlchemy and must stay off Faust's event loop). Storing is idempotent on the
-detection id, so a batch redelivered after a crash or a rebalance changes nothing and
-notifies nobody twice: only what a batch newly opened or joined is announced.
+The rules agents hand each batch's transactions and the detections it sent to
+:func:`register_case_agents`'s sink and wait for it before acknowledging the batch. The
+sink keeps the transactions (cases and reports list them) and stores the detections as
+cases and report records in one database transaction, in the store's writer thread (the
+store is blocking SQLAlchemy and must stay off Faust's event loop). A case is then
+committed with the batch that raised it: no broker hop and no second consumer between a
+transaction and its case.
 
-Every valid transaction is kept too (cases and reports list them): the rules agents
-hand each batch's transactions to :func:`register_case_agents`'s sink and wait for it
-before acknowledging the batch, so no second consumer reads and decodes them again.
+The ``alerts`` and ``large-value-reports`` topics are still read, in small batches: for
+detections other producers write there, and as the fallback for a batch whose
+detections the store refused (they are then stored one at a time, and a refused one
+dead-lettered with its reason). The worker's own detections come back on them already
+stored and change nothing.
+
+Storing is idempotent on the detection id, so a batch redelivered after a crash or a
+rebalance changes nothing and notifies nobody twice: only what a batch newly opened or
+joined is announced.
 
 A timer moves overdue cases up (supervisor, then compliance) and announces each move;
 another refreshes the report backlog gauges (overdue and pending records per kind).
@@ -25,7 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import faust
 from faust.types import EventT
@@ -48,6 +56,7 @@ from core.detection import Detection
 from core.errors import AmlwatchError
 from core.settings import Settings
 from core.transaction import Transaction
+from rules.reference_data import RateTable
 from stream.case_store import CaseStore
 from stream.dead_letter import send_dead_letter
 from stream.offsets import watch_stream_offsets
@@ -61,8 +70,6 @@ BATCH_SIZE = 200
 # Alerts come a few at a time (2-3 a batch at 1,000 tx/s): a long wait adds latency to
 # every case and saves little, as each batch is one database transaction in a thread.
 BATCH_WITHIN_SECONDS = 0.01
-_Item = TypeVar("_Item")
-_Result = TypeVar("_Result")
 INVALID_DETECTION_REASON = "invalid_detection"
 STORE_RETRY_FIRST_SECONDS = 0.5
 STORE_RETRY_MAX_SECONDS = 30.0
@@ -107,21 +114,33 @@ class StoredDetection:
     result: IngestResult
 
 
-def store_detections(store: CaseStore, detections: Sequence[Detection]) -> list[StoredDetection]:
-    """Store a batch in one transaction (blocking: call it in a worker thread)."""
+@dataclass(frozen=True, slots=True)
+class StoredBatch:
+    new_transactions: int
+    detections: list[StoredDetection]
+
+
+def store_batch(
+    store: CaseStore, transactions: Sequence[StoredTransaction], detections: Sequence[Detection]
+) -> StoredBatch:
+    """Keep the transactions and store the detections, in one database transaction
+    (blocking: call it in a worker thread): how many transactions were new and what
+    storing did with each detection."""
     now = datetime.now(UTC)
     with store.session_scope() as session:
-        results = ingest_detections(session, detections, now=now, calendar=store.calendar)
-    return [
-        StoredDetection(detection, result)
-        for detection, result in zip(detections, results, strict=True)
-    ]
-
-
-def store_transaction_batch(store: CaseStore, transactions: list[StoredTransaction]) -> int:
-    """Keep a batch of transactions for cases and reports (blocking: call it in a thread)."""
-    with store.session_scope() as session:
-        return store_transactions(session, transactions)
+        new_transactions = store_transactions(session, transactions)
+        results = (
+            ingest_detections(session, detections, now=now, calendar=store.calendar)
+            if detections
+            else []
+        )
+    return StoredBatch(
+        new_transactions,
+        [
+            StoredDetection(detection, result)
+            for detection, result in zip(detections, results, strict=True)
+        ],
+    )
 
 
 def escalate_due_cases(store: CaseStore) -> list[OverdueEscalation]:
@@ -216,6 +235,109 @@ def build_dispatcher(
     return NotificationDispatcher(notifiers, registry=registry)
 
 
+class CaseWriter:
+    """Puts a worker's transactions and detections into the case store and announces what
+    they opened or joined (metrics, notifications)."""
+
+    def __init__(
+        self,
+        store: CaseStore,
+        rates: RateTable,
+        case_metrics: CaseMetrics,
+        dispatcher: NotificationDispatcher | None,
+    ) -> None:
+        self.store = store
+        self.rates = rates
+        self.case_metrics = case_metrics
+        self.dispatcher = dispatcher
+
+    async def keep_batch(
+        self, transactions: Sequence[Transaction], detections: Sequence[Detection]
+    ) -> None:
+        """A rules batch's sink: its transactions and detections in one database transaction.
+
+        The rules agents await it with every batch before acknowledging the batch: the
+        case store then holds every transaction a case or report can refer to, and the
+        batch's cases.
+        """
+        rates = self.rates
+        kept = [
+            StoredTransaction(
+                tx, rates.to_cny(tx.amount, tx.currency), rates.to_usd(tx.amount, tx.currency)
+            )
+            for tx in transactions
+        ]
+        if not kept and not detections:
+            return
+        try:
+            stored = await self._until_done(partial(store_batch, self.store, kept, detections))
+        except AmlwatchError as exc:
+            # Their topics bring the detections again: stored one at a time there, and
+            # a refused one dead-lettered with its reason. Keep the transactions now.
+            log.warning(
+                "the case store refused a batch's %d detections (%s); storing them from "
+                "their topics",
+                len(detections),
+                exc,
+            )
+            await self._until_done(partial(store_batch, self.store, kept, ()))
+            return
+        # Duplicates here are redeliveries (a batch again after a crash or rebalance).
+        self._announce(stored.detections, count_duplicates=True)
+
+    async def store_received(self, detections: Sequence[Detection]) -> dict[int, AmlwatchError]:
+        """Detections read from their topics; the refused ones (by index) and why."""
+        try:
+            stored = await self._until_done(partial(store_batch, self.store, (), detections))
+            done = stored.detections
+            refused: dict[int, AmlwatchError] = {}
+        except AmlwatchError:
+            # The store refused something in the batch: find it, keep the rest.
+            done, refused = [], {}
+            for index, detection in enumerate(detections):
+                try:
+                    one = await self._until_done(partial(store_batch, self.store, (), [detection]))
+                except AmlwatchError as exc:
+                    refused[index] = exc
+                else:
+                    done += one.detections
+        # The worker's own detections were stored with their rules batch and come back
+        # on the topics as duplicates: counted there, not again.
+        self._announce(done, count_duplicates=False)
+        return refused
+
+    def _announce(self, stored: Sequence[StoredDetection], *, count_duplicates: bool) -> None:
+        for item in stored:
+            if item.result.duplicate and not count_duplicates:
+                continue
+            self.case_metrics.stored.labels(
+                outcome=item.detection.outcome.value, result=_result_label(item.result)
+            ).inc()
+            notice = ingest_notice(item)
+            if notice is not None and self.dispatcher is not None:
+                self.dispatcher.submit(notice)
+
+    async def _until_done(self, write: Callable[[], StoredBatch]) -> StoredBatch:
+        """Run ``write`` on the store, retrying while the store is unreachable.
+
+        Faust acknowledges a ``take_events`` batch even when the agent raises, and a rules
+        batch would wait for nothing: giving up here would lose the batch, so the stream
+        waits for the database to come back instead. A refusal by the store itself (an
+        ``AmlwatchError``) would only repeat: it is raised.
+        """
+        delay = STORE_RETRY_FIRST_SECONDS
+        while True:
+            try:
+                return await self.store.run(write)
+            except AmlwatchError:
+                raise
+            except Exception:
+                self.case_metrics.store_failures.inc()
+                log.exception("storing a batch failed; retrying in %.1fs", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, STORE_RETRY_MAX_SECONDS)
+
+
 def register_case_agents(
     built: AmlwatchApp,
     store: CaseStore,
@@ -223,9 +345,11 @@ def register_case_agents(
     *,
     escalation_check_seconds: float,
 ) -> None:
-    """Agents that store detections as cases and report records, and the escalation timer."""
+    """The rules batches' sink into the case store, agents that store detections arriving
+    on their topics, and the escalation and report-gauge timers."""
     app, metrics = built.faust_app, built.metrics
     case_metrics = CaseMetrics.create(metrics.registry)
+    writer = CaseWriter(store, built.engine.reference.rates, case_metrics, dispatcher)
 
     async def dead_letter(event: EventT, message: str) -> None:
         delivery = await send_dead_letter(
@@ -240,7 +364,7 @@ def register_case_agents(
         # letter must be delivered by then (rare: a detection the store refuses).
         await delivery
 
-    async def store_batches(stream: faust.StreamT[bytes]) -> None:
+    async def store_from_topic(stream: faust.StreamT[bytes]) -> None:
         # take_events is missing from StreamT, the interface type; Stream has it.
         batches = stream.take_events(  # type: ignore[attr-defined]
             BATCH_SIZE, within=BATCH_WITHIN_SECONDS
@@ -248,7 +372,8 @@ def register_case_agents(
         watch = watch_stream_offsets(app, stream, metrics.offset_jumps)
         async for batch in batches:
             batch = [e for e in batch if watch.in_order(e) or await watch.admit(e)]
-            received: list[tuple[EventT, Detection]] = []
+            events: list[EventT] = []
+            detections: list[Detection] = []
             for event in batch:
                 try:
                     detection = Detection.from_dict(json.loads(event.message.value))
@@ -256,51 +381,16 @@ def register_case_agents(
                     # Only a foreign producer on our topics gets here.
                     await dead_letter(event, f"not a detection: {type(exc).__name__}: {exc}")
                     continue
-                received.append((event, detection))
-            if not received:
-                continue
-            try:
-                stored = await _store_until_done(
-                    store, partial(store_detections, store), [d for _, d in received], case_metrics
-                )
-            except AmlwatchError:
-                # The store refused something in the batch: find it, keep the rest.
-                stored = []
-                for event, detection in received:
-                    try:
-                        stored += await _store_until_done(
-                            store, partial(store_detections, store), [detection], case_metrics
-                        )
-                    except AmlwatchError as exc:
-                        await dead_letter(event, f"refused by the case store: {exc}")
-            for item in stored:
-                case_metrics.stored.labels(
-                    outcome=item.detection.outcome.value,
-                    result=_result_label(item.result),
-                ).inc()
-                notice = ingest_notice(item)
-                if notice is not None and dispatcher is not None:
-                    dispatcher.submit(notice)
+                events.append(event)
+                detections.append(detection)
+            if detections:
+                refused = await writer.store_received(detections)
+                for index, refusal in refused.items():
+                    await dead_letter(events[index], f"refused by the case store: {refusal}")
 
-    rates = built.engine.reference.rates
-
-    async def keep_transactions(transactions: Sequence[Transaction]) -> None:
-        # The rules agents call this with every batch, before acknowledging it: the
-        # case store then holds every transaction a case or report can refer to.
-        kept = [
-            StoredTransaction(
-                tx, rates.to_cny(tx.amount, tx.currency), rates.to_usd(tx.amount, tx.currency)
-            )
-            for tx in transactions
-        ]
-        if kept:
-            await _store_until_done(
-                store, partial(store_transaction_batch, store), kept, case_metrics
-            )
-
-    built.transaction_sinks.append(keep_transactions)
-    app.agent(built.alerts_topic, name=f"{built.settings.app_id}.store_alerts")(store_batches)
-    app.agent(built.reports_topic, name=f"{built.settings.app_id}.store_reports")(store_batches)
+    built.batch_sinks.append(writer.keep_batch)
+    app.agent(built.alerts_topic, name=f"{built.settings.app_id}.store_alerts")(store_from_topic)
+    app.agent(built.reports_topic, name=f"{built.settings.app_id}.store_reports")(store_from_topic)
 
     @app.timer(interval=escalation_check_seconds)
     async def escalate_overdue_cases() -> None:
@@ -335,31 +425,6 @@ def register_case_agents(
 
             async def on_stop(self) -> None:
                 await running.stop()
-
-
-async def _store_until_done(
-    store: CaseStore,
-    write: Callable[[list[_Item]], _Result],
-    items: list[_Item],
-    case_metrics: CaseMetrics,
-) -> _Result:
-    """Store the batch, retrying while the store is unreachable.
-
-    Faust acknowledges a ``take_events`` batch even when the agent raises, so giving up
-    here would lose the batch: instead the stream waits for the database to come back.
-    A refusal by the store itself (an ``AmlwatchError``) would only repeat: it is raised.
-    """
-    delay = STORE_RETRY_FIRST_SECONDS
-    while True:
-        try:
-            return await store.run(write, items)
-        except AmlwatchError:
-            raise
-        except Exception:
-            case_metrics.store_failures.inc()
-            log.exception("storing a batch of %d failed; retrying in %.1fs", len(items), delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, STORE_RETRY_MAX_SECONDS)
 
 
 def _result_label(result: IngestResult) -> str:

@@ -2,7 +2,7 @@
 as suspicious (four eyes) -> both reports in PBoC and goAML XML -> the audit chain verifies.
 
 The stream part runs in process (``amlwatch backtest --persist`` stores through the
-worker's own ``store_detections`` and ``store_transaction_batch``).
+worker's own ``store_batch``).
 """
 
 from __future__ import annotations

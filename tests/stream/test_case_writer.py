@@ -1,0 +1,152 @@
+"""The worker's writes into the case store: a rules batch's transactions and detections
+together, the topics' detections after them, each counted and announced once."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+from sqlalchemy import func, select
+from sqlalchemy.engine import URL
+
+from alerts.database import AlertRow, CaseRow, LargeValueReportRow, TransactionRow
+from alerts.notify import CaseEvent, CaseNotice, NotificationDispatcher
+from core.detection import Outcome
+from core.errors import AmlwatchError
+from core.settings import Settings
+from core.transaction import Channel, Direction, Transaction
+from rules.reference_data import load_rates
+from stream.case_agent import CaseMetrics, CaseWriter
+from stream.case_store import CaseStore
+from tests.alerts.conftest import customer, detection, load_reference, manager
+from tests.alerts.conftest import database_url as database_url  # fixture: SQLite, PostgreSQL
+
+AT = datetime(2024, 3, 4, 2, 0, tzinfo=UTC)
+
+
+class RecordingChannel:
+    """A notification channel that keeps what it was handed."""
+
+    channel = "recording"
+
+    def __init__(self) -> None:
+        self.notices: list[CaseNotice] = []
+
+    async def deliver(self, notice: CaseNotice) -> bool:
+        self.notices.append(notice)
+        return True
+
+
+def transaction(tx_id: str, customer_id: str, amount: str) -> Transaction:
+    return Transaction(
+        tx_id=tx_id,
+        timestamp=AT + timedelta(minutes=len(tx_id)),
+        customer_id=customer_id,
+        account_id=f"A-{customer_id}",
+        direction=Direction.IN,
+        amount=Decimal(amount),
+        currency="CNY",
+        channel=Channel.CASH,
+    )
+
+
+def stored_counts(store: CaseStore) -> dict[str, int]:
+    with store.session_scope() as session:
+        return {
+            row.__tablename__: session.scalar(select(func.count()).select_from(row)) or 0
+            for row in (TransactionRow, CaseRow, AlertRow, LargeValueReportRow)
+        }
+
+
+def counted(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
+    """amlwatch_detections_stored by (outcome, result), zero counts left out."""
+    return {
+        (sample.labels["outcome"], sample.labels["result"]): sample.value
+        for family in registry.collect()
+        if family.name == "amlwatch_detections_stored"
+        for sample in family.samples
+        if sample.name.endswith("_total") and sample.value
+    }
+
+
+def test_a_batch_and_its_detections_are_stored_together_and_announced_once(
+    database_url: URL, tmp_path: Path
+) -> None:
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data", database_url=None)
+    own_alert = detection("C1", "tx-c1-1")
+    own_report = detection("C2", "tx-c2-1", outcome=Outcome.REPORT, detector="LVT-CASH-CNY")
+    foreign_alert = detection("C1", "tx-c1-2", detector="external-screening")
+    batch = [
+        transaction("tx-c1-1", "C1", "49000.00"),
+        transaction("tx-c1-2", "C1", "120.50"),
+        transaction("tx-c2-1", "C2", "60000.00"),
+    ]
+    registry = CollectorRegistry()
+    channel = RecordingChannel()
+
+    async def scenario(store: CaseStore) -> list[dict[int, AmlwatchError]]:
+        dispatcher = NotificationDispatcher([channel], registry=registry)
+        writer = CaseWriter(store, load_rates(), CaseMetrics.create(registry), dispatcher)
+        async with dispatcher:
+            await writer.keep_batch(batch, [own_alert, own_report])
+            after_batch = stored_counts(store)
+            # The same batch after a crash, then the topics bringing the batch's own
+            # detections back, then a detection another producer wrote.
+            await writer.keep_batch(batch, [own_alert, own_report])
+            refused = [
+                await writer.store_received([own_alert]),
+                await writer.store_received([own_report]),
+                await writer.store_received([foreign_alert]),
+            ]
+        assert after_batch == {
+            "transactions": 3,
+            "cases": 1,
+            "alerts": 1,
+            "large_value_reports": 1,
+        }, "a batch's cases and report records are committed with its transactions"
+        return refused
+
+    with CaseStore.open(settings, url=database_url, migrate_schema=False) as store:
+        with store.session_scope() as session:
+            load_reference(session, tmp_path, [manager("M1")], [customer("C1", "M1")])
+        refused = asyncio.run(scenario(store))
+        assert stored_counts(store) == {
+            "transactions": 3,
+            "cases": 1,
+            "alerts": 2,
+            "large_value_reports": 1,
+        }
+
+    assert refused == [{}, {}, {}]
+    assert counted(registry) == {
+        ("alert", "opened"): 1,
+        ("report", "report"): 1,
+        ("alert", "duplicate"): 1,  # the batch again: a redelivery, worth seeing
+        ("report", "duplicate"): 1,
+        ("alert", "joined"): 1,
+    }, "the topics' copies of the worker's own detections are not counted again"
+    assert [(notice.event, notice.customer_id) for notice in channel.notices] == [
+        (CaseEvent.OPENED, "C1"),
+        (CaseEvent.JOINED, "C1"),
+    ]
+
+
+def test_without_detections_a_batch_only_keeps_its_transactions(
+    database_url: URL, tmp_path: Path
+) -> None:
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data", database_url=None)
+    registry = CollectorRegistry()
+    with CaseStore.open(settings, url=database_url, migrate_schema=False) as store:
+        writer = CaseWriter(store, load_rates(), CaseMetrics.create(registry), None)
+        asyncio.run(writer.keep_batch([transaction("tx-1", "C9", "10.00")], []))
+        asyncio.run(writer.keep_batch([], []))
+        assert stored_counts(store) == {
+            "transactions": 1,
+            "cases": 0,
+            "alerts": 0,
+            "large_value_reports": 0,
+        }
+    assert counted(registry) == {}
