@@ -113,7 +113,7 @@ class ManagerRow(Base):
 class CustomerRow(Base):
     __tablename__ = "customers"
 
-    customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     name: Mapped[str] = mapped_column(String(300))
     type: Mapped[str] = mapped_column(String(16))
     risk_rating: Mapped[str] = mapped_column(String(16))
@@ -131,10 +131,10 @@ class CaseRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     # Not a foreign key: detections on customers missing from the reference data still
     # open cases (routed to compliance), they are not dropped.
-    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    customer_id: Mapped[str] = mapped_column(String(128), index=True)
     # The customer id while the case is open, NULL once closed or reported: a plain unique
     # constraint on it means one open case per customer on SQLite and PostgreSQL alike.
-    open_customer_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    open_customer_id: Mapped[str | None] = mapped_column(String(128), unique=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
     severity: Mapped[str] = mapped_column(String(16))
     assignee_id: Mapped[str | None] = mapped_column(ForeignKey("managers.manager_id"), index=True)
@@ -168,7 +168,7 @@ class AlertRow(Base):
     # Set instead of case_id when the case is new: one flush then inserts a batch's new
     # cases first and fills in their ids (no flush per new case).
     case: Mapped[CaseRow] = relationship()
-    customer_id: Mapped[str] = mapped_column(String(64))
+    customer_id: Mapped[str] = mapped_column(String(128))
     # Who the alert reached when it arrived, for performance figures: cases move later.
     assignee_id: Mapped[str | None] = mapped_column(String(64), index=True)
     detector: Mapped[str] = mapped_column(String(64))
@@ -178,7 +178,7 @@ class AlertRow(Base):
     reasons: Mapped[list[str]]
     tx_ids: Mapped[list[str]]
     values: Mapped[dict[str, Any]]
-    trigger_tx_id: Mapped[str] = mapped_column(String(64))
+    trigger_tx_id: Mapped[str] = mapped_column(String(128))
     bank_day: Mapped[date] = mapped_column(Date)
     created_at: Mapped[datetime]
     received_at: Mapped[datetime]
@@ -207,8 +207,8 @@ class TransactionRow(Base):
     __table_args__ = (Index("ix_transactions_customer_at", "customer_id", "at"),)
 
     tx_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    customer_id: Mapped[str] = mapped_column(String(64))
-    account_id: Mapped[str] = mapped_column(String(64))
+    customer_id: Mapped[str] = mapped_column(String(128))
+    account_id: Mapped[str] = mapped_column(String(128))
     at: Mapped[datetime]
     direction: Mapped[str] = mapped_column(String(8))
     channel: Mapped[str] = mapped_column(String(16))
@@ -217,7 +217,7 @@ class TransactionRow(Base):
     amount_cny: Mapped[Decimal] = mapped_column(DecimalText())
     amount_usd: Mapped[Decimal] = mapped_column(DecimalText())
     counterparty_id: Mapped[str | None] = mapped_column(String(128))
-    counterparty_name: Mapped[str | None] = mapped_column(String(300))
+    counterparty_name: Mapped[str | None] = mapped_column(String(2000))
     counterparty_country: Mapped[str | None] = mapped_column(String(2))
     description: Mapped[str | None] = mapped_column(Text)
     extra: Mapped[dict[str, Any]]
@@ -228,10 +228,10 @@ class LargeValueReportRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     detection_id: Mapped[str] = mapped_column(String(64), unique=True)
-    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    customer_id: Mapped[str] = mapped_column(String(128), index=True)
     detector: Mapped[str] = mapped_column(String(64))
     detector_version: Mapped[str] = mapped_column(String(32))
-    trigger_tx_id: Mapped[str] = mapped_column(String(64))
+    trigger_tx_id: Mapped[str] = mapped_column(String(128))
     tx_ids: Mapped[list[str]]
     values: Mapped[dict[str, Any]]
     bank_day: Mapped[date] = mapped_column(Date)

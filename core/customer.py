@@ -36,6 +36,15 @@ CUSTOMER_COLUMNS = (
     "id_type",
     "id_number",
 )
+# The longest value each text field may hold: what the case store's columns keep. A
+# customer id is as long as a transaction's may be (core.transaction.MAX_ID_LENGTH).
+CUSTOMER_FIELD_LENGTHS = {
+    "customer_id": 128,
+    "name": 300,
+    "manager_id": 64,
+    "id_type": 32,
+    "id_number": 64,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +95,18 @@ class ReferenceRowError(LocatedInputError):
         super().__init__(source, problem, line=line, field=field)
 
 
+def within_length(
+    value: str, field: str, lengths: dict[str, int], *, source: str, line: int
+) -> str:
+    """``value``, unless it is longer than ``lengths`` allows for ``field``."""
+    longest = lengths.get(field)
+    if longest is not None and len(value) > longest:
+        raise ReferenceRowError(
+            source, line, field, f"is {len(value)} characters long, more than {longest}"
+        )
+    return value
+
+
 def customer_from_row(row: dict[str, str], *, source: str = "<row>", line: int = 0) -> Customer:
     """Validate one CSV row into a Customer; errors name source, line and field."""
 
@@ -93,7 +114,7 @@ def customer_from_row(row: dict[str, str], *, source: str = "<row>", line: int =
         value = (row.get(field) or "").strip()
         if not value:
             raise ReferenceRowError(source, line, field, "is empty")
-        return value
+        return within_length(value, field, CUSTOMER_FIELD_LENGTHS, source=source, line=line)
 
     def member(enum: type[_E], field: str) -> _E:
         value = required(field)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from core.customer import ReferenceRowError
+from core.customer import ReferenceRowError, within_length
 
 
 class ManagerGrade(StrEnum):
@@ -18,6 +18,14 @@ class ManagerGrade(StrEnum):
 
 
 MANAGER_COLUMNS = ("manager_id", "name", "email", "grade", "supervisor_id", "branch", "active")
+# The longest value each text field may hold: what the case store's columns keep.
+MANAGER_FIELD_LENGTHS = {
+    "manager_id": 64,
+    "name": 200,
+    "email": 320,
+    "supervisor_id": 64,
+    "branch": 200,
+}
 
 _TRUE = frozenset({"true", "yes", "1"})
 _FALSE = frozenset({"false", "no", "0"})
@@ -79,7 +87,7 @@ def manager_from_row(row: dict[str, str], *, source: str = "<row>", line: int = 
         value = (row.get(field) or "").strip()
         if not value:
             raise ReferenceRowError(source, line, field, "is empty")
-        return value
+        return within_length(value, field, MANAGER_FIELD_LENGTHS, source=source, line=line)
 
     manager_id = required("manager_id")
     email = required("email")
@@ -91,6 +99,10 @@ def manager_from_row(row: dict[str, str], *, source: str = "<row>", line: int = 
         allowed = ", ".join(item.value for item in ManagerGrade)
         raise ReferenceRowError(source, line, "grade", f"must be one of: {allowed}") from None
     supervisor_id = (row.get("supervisor_id") or "").strip() or None
+    if supervisor_id is not None:
+        within_length(
+            supervisor_id, "supervisor_id", MANAGER_FIELD_LENGTHS, source=source, line=line
+        )
     if supervisor_id == manager_id:
         raise ReferenceRowError(source, line, "supervisor_id", "is the manager's own id")
     active = required("active").lower()

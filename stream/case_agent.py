@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 import faust
 from faust.types import EventT
 from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from alerts.cases import IngestResult, ingest_detections
 from alerts.deadlines import OverdueEscalation, escalate_overdue
@@ -74,6 +75,10 @@ INVALID_DETECTION_REASON = "invalid_detection"
 STORE_RETRY_FIRST_SECONDS = 0.5
 STORE_RETRY_MAX_SECONDS = 30.0
 REPORT_METRICS_SECONDS = 60.0
+# What the store refuses as such, which trying again would only repeat: its own checks,
+# and the database's refusal of a value (too long for its column, a missing field).
+# Anything else (the database unreachable, a lock timeout) is retried.
+REFUSALS = (AmlwatchError, DataError, IntegrityError)
 
 
 @dataclass(frozen=True)
@@ -271,33 +276,33 @@ class CaseWriter:
             return
         try:
             stored = await self._until_done(partial(store_batch, self.store, kept, detections))
-        except AmlwatchError as exc:
+        except REFUSALS as exc:
             # Their topics bring the detections again: stored one at a time there, and
             # a refused one dead-lettered with its reason. Keep the transactions now.
             log.warning(
                 "the case store refused a batch's %d detections (%s); storing them from "
                 "their topics",
                 len(detections),
-                exc,
+                refusal_text(exc),
             )
             await self._until_done(partial(store_batch, self.store, kept, ()))
             return
         # Duplicates here are redeliveries (a batch again after a crash or rebalance).
         self._announce(stored.detections, count_duplicates=True)
 
-    async def store_received(self, detections: Sequence[Detection]) -> dict[int, AmlwatchError]:
+    async def store_received(self, detections: Sequence[Detection]) -> dict[int, Exception]:
         """Detections read from their topics; the refused ones (by index) and why."""
         try:
             stored = await self._until_done(partial(store_batch, self.store, (), detections))
             done = stored.detections
-            refused: dict[int, AmlwatchError] = {}
-        except AmlwatchError:
+            refused: dict[int, Exception] = {}
+        except REFUSALS:
             # The store refused something in the batch: find it, keep the rest.
             done, refused = [], {}
             for index, detection in enumerate(detections):
                 try:
                     one = await self._until_done(partial(store_batch, self.store, (), [detection]))
-                except AmlwatchError as exc:
+                except REFUSALS as exc:
                     refused[index] = exc
                 else:
                     done += one.detections
@@ -322,14 +327,14 @@ class CaseWriter:
 
         Faust acknowledges a ``take_events`` batch even when the agent raises, and a rules
         batch would wait for nothing: giving up here would lose the batch, so the stream
-        waits for the database to come back instead. A refusal by the store itself (an
-        ``AmlwatchError``) would only repeat: it is raised.
+        waits for the database to come back instead. A refusal (``REFUSALS``) would only
+        repeat: it is raised.
         """
         delay = STORE_RETRY_FIRST_SECONDS
         while True:
             try:
                 return await self.store.run(write)
-            except AmlwatchError:
+            except REFUSALS:
                 raise
             except Exception:
                 self.case_metrics.store_failures.inc()
@@ -386,7 +391,9 @@ def register_case_agents(
             if detections:
                 refused = await writer.store_received(detections)
                 for index, refusal in refused.items():
-                    await dead_letter(events[index], f"refused by the case store: {refusal}")
+                    await dead_letter(
+                        events[index], f"refused by the case store: {refusal_text(refusal)}"
+                    )
 
     built.batch_sinks.append(writer.keep_batch)
     app.agent(built.alerts_topic, name=f"{built.settings.app_id}.store_alerts")(store_from_topic)
@@ -425,6 +432,15 @@ def register_case_agents(
 
             async def on_stop(self) -> None:
                 await running.stop()
+
+
+def refusal_text(refusal: Exception) -> str:
+    """Why the store refused, without the statement and parameters a database error
+    carries (customer data must not reach logs or dead-letter headers)."""
+    if isinstance(refusal, DBAPIError):
+        lines = str(refusal.orig).strip().splitlines()
+        return f"{type(refusal).__name__}: {lines[0] if lines else 'refused'}"
+    return str(refusal)
 
 
 def _result_label(result: IngestResult) -> str:

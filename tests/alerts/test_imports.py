@@ -100,3 +100,31 @@ def test_missing_column_and_role(session: Session, tmp_path: Path) -> None:
     assert all(error.line == 1 for error in raised.value.errors)
     with pytest.raises(Forbidden):
         import_managers(session, path, actor=Actor("M1", Role.MANAGER), now=T0)
+
+
+def test_fields_longer_than_the_store_keeps_are_located_and_the_longest_fit(
+    session: Session, tmp_path: Path
+) -> None:
+    import_managers(session, managers_csv(tmp_path, [manager("M1").to_row()]), actor=ADMIN, now=T0)
+    longest_id = "C" * 128  # as long as a transaction's customer_id may be
+    rows = [
+        {**customer("C0001", "M1").to_row(), "name": "名" * 301},
+        {**customer("C0002", "M1").to_row(), "id_number": "1" * 65},
+        {**customer("C0003", "M1").to_row(), "customer_id": "C" * 129},
+    ]
+    path = write_csv(tmp_path / "customers.csv", CUSTOMER_COLUMNS, rows)
+    with pytest.raises(ImportRejected) as raised:
+        import_customers(session, path, actor=ADMIN, now=T0)
+    assert [(e.line, e.field) for e in raised.value.errors] == [
+        (2, "name"),
+        (3, "id_number"),
+        (4, "customer_id"),
+    ]
+    assert "301 characters long, more than 300" in str(raised.value.errors[0])
+
+    fitting = {**customer("C0001", "M1").to_row(), "customer_id": longest_id, "name": "名" * 300}
+    path = write_csv(tmp_path / "customers.csv", CUSTOMER_COLUMNS, [fitting])
+    import_customers(session, path, actor=ADMIN, now=T0)
+    session.commit()
+    stored = session.get(CustomerRow, longest_id)
+    assert stored is not None and len(stored.name) == 300

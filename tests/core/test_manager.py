@@ -56,6 +56,9 @@ def test_string_grade_is_checked() -> None:
         ("M0002,李娜,li.na@bank.example,junior,M0002,SH,true", "supervisor_id"),
         (",李娜,li.na@bank.example,junior,M0001,SH,true", "manager_id"),
         ("M0002,,li.na@bank.example,junior,M0001,SH,true", "name"),
+        (f"{'M' * 65},李娜,li.na@bank.example,junior,M0001,SH,true", "manager_id"),
+        (f"M0002,李娜,li.na@bank.example,junior,{'M' * 65},SH,true", "supervisor_id"),
+        (f"M0002,李娜,li.na@bank.example,junior,M0001,{'分行' * 101},true", "branch"),
     ],
 )
 def test_bad_row_names_line_and_field(tmp_path: Path, row: str, field: str) -> None:

@@ -4,10 +4,12 @@ together, the topics' detections after them, each counted and announced once."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 from sqlalchemy.engine import URL
@@ -15,11 +17,10 @@ from sqlalchemy.engine import URL
 from alerts.database import AlertRow, CaseRow, LargeValueReportRow, TransactionRow
 from alerts.notify import CaseEvent, CaseNotice, NotificationDispatcher
 from core.detection import Outcome
-from core.errors import AmlwatchError
 from core.settings import Settings
 from core.transaction import Channel, Direction, Transaction
 from rules.reference_data import load_rates
-from stream.case_agent import CaseMetrics, CaseWriter
+from stream.case_agent import CaseMetrics, CaseWriter, refusal_text
 from stream.case_store import CaseStore
 from tests.alerts.conftest import customer, detection, load_reference, manager
 from tests.alerts.conftest import database_url as database_url  # fixture: SQLite, PostgreSQL
@@ -87,7 +88,7 @@ def test_a_batch_and_its_detections_are_stored_together_and_announced_once(
     registry = CollectorRegistry()
     channel = RecordingChannel()
 
-    async def scenario(store: CaseStore) -> list[dict[int, AmlwatchError]]:
+    async def scenario(store: CaseStore) -> list[dict[int, Exception]]:
         dispatcher = NotificationDispatcher([channel], registry=registry)
         writer = CaseWriter(store, load_rates(), CaseMetrics.create(registry), dispatcher)
         async with dispatcher:
@@ -150,3 +151,53 @@ def test_without_detections_a_batch_only_keeps_its_transactions(
             "large_value_reports": 0,
         }
     assert counted(registry) == {}
+
+
+def test_a_transaction_as_long_as_the_contract_allows_is_kept_with_its_case(
+    database_url: URL, tmp_path: Path
+) -> None:
+    # Ids of 128 characters and a 2,000-character counterparty name are valid input; a
+    # store that refused them had the worker retry the batch for ever.
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data", database_url=None)
+    longest = dataclasses.replace(
+        transaction("t" * 128, "c" * 128, "60000.00"),
+        account_id="a" * 128,
+        counterparty_id="p" * 128,
+        counterparty_name="名" * 2000,
+    )
+    alert = dataclasses.replace(
+        detection("c" * 128, "t" * 128), detection_id="d" * 64, tx_ids=("t" * 128,)
+    )
+    with CaseStore.open(settings, url=database_url, migrate_schema=False) as store:
+        writer = CaseWriter(store, load_rates(), CaseMetrics.create(CollectorRegistry()), None)
+        asyncio.run(asyncio.wait_for(writer.keep_batch([longest], [alert]), 30))
+        assert stored_counts(store) == {
+            "transactions": 1,
+            "cases": 1,
+            "alerts": 1,
+            "large_value_reports": 0,
+        }
+        with store.session_scope() as session:
+            row = session.get(TransactionRow, "t" * 128)
+            assert row is not None and row.counterparty_name == "名" * 2000
+
+
+def test_a_detection_the_database_refuses_is_reported_and_the_rest_stored(
+    database_url: URL, tmp_path: Path
+) -> None:
+    if database_url.get_backend_name() == "sqlite":
+        pytest.skip("SQLite keeps a value of any length in any column")
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data", database_url=None)
+    secret = "客户-秘密-0001"
+    fits = detection("C1", "tx-1", detector="external-screening")
+    too_long = detection(secret, "tx-2", detector="x" * 65)  # detector ids are 64 at most
+    registry = CollectorRegistry()
+    with CaseStore.open(settings, url=database_url, migrate_schema=False) as store:
+        writer = CaseWriter(store, load_rates(), CaseMetrics.create(registry), None)
+        refused = asyncio.run(asyncio.wait_for(writer.store_received([fits, too_long]), 30))
+        assert stored_counts(store)["alerts"] == 1
+    assert list(refused) == [1], "refused at once, not retried as if the store were down"
+    reason = refusal_text(refused[1])
+    assert reason.startswith("DataError: value too long"), reason
+    assert secret not in reason, "no customer data in what is logged or dead-lettered"
+    assert counted(registry) == {("alert", "opened"): 1}
