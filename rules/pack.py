@@ -76,6 +76,8 @@ REASON_BUILTINS = frozenset(
     }
 )  # fmt: skip
 DEFAULT_PACK = "pboc"
+# A rule id names its detections' detector in the case store, which keeps 64 characters.
+MAX_RULE_ID_LENGTH = 64
 
 
 class RulePackError(LocatedInputError):
@@ -219,6 +221,10 @@ def _parse_rule(raw: Any, source: str, index: int) -> Rule:
     rule_id = raw.get("id")
     if not isinstance(rule_id, str) or not rule_id.strip():
         raise RulePackError(source, f"#{index + 1}", "id", "must be a non-empty string")
+    if len(rule_id) > MAX_RULE_ID_LENGTH:
+        raise RulePackError(
+            source, f"#{index + 1}", "id", f"is longer than {MAX_RULE_ID_LENGTH} characters"
+        )
 
     def fail(field: str, problem: str) -> RulePackError:
         return RulePackError(source, rule_id, field, problem)

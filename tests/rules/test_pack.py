@@ -122,6 +122,12 @@ def test_missing_required_field(tmp_path: Path) -> None:
     assert (error.rule_id, error.field, error.problem) == ("R-1", "title", "missing")
 
 
+def test_a_rule_id_longer_than_the_case_store_keeps_is_refused(tmp_path: Path) -> None:
+    error = refused(tmp_path, GOOD_RULE.replace('id = "R-1"', f'id = "{"R" * 65}"', 1))
+    assert (error.rule_id, error.field) == ("#1", "id")
+    assert "longer than 64" in error.problem
+
+
 def test_duplicate_rule_ids_are_refused(tmp_path: Path) -> None:
     error = refused(tmp_path, GOOD_RULE + GOOD_RULE)
     assert (error.rule_id, error.field, error.problem) == ("R-1", "id", "duplicate rule id")
