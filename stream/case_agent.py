@@ -131,9 +131,10 @@ def store_batch(
     """Keep the transactions and store the detections, in one database transaction
     (blocking: call it in a worker thread): how many transactions were new and what
     storing did with each detection."""
-    now = datetime.now(UTC)
     with store.session_scope() as session:
         new_transactions = store_transactions(session, transactions)
+        # After the transactions: an alert's received_at is then about its commit time.
+        now = datetime.now(UTC)
         results = (
             ingest_detections(session, detections, now=now, calendar=store.calendar)
             if detections
