@@ -79,6 +79,9 @@ REPORT_METRICS_SECONDS = 60.0
 # and the database's refusal of a value (too long for its column, a missing field).
 # Anything else (the database unreachable, a lock timeout) is retried.
 REFUSALS = (AmlwatchError, DataError, IntegrityError)
+# Ids of the detections the rules batches stored lately, kept to recognise them when
+# their topics bring them back (within seconds) without a database round trip each.
+RECENTLY_STORED_KEPT = 10_000
 
 
 @dataclass(frozen=True)
@@ -256,6 +259,7 @@ class CaseWriter:
         self.rates = rates
         self.case_metrics = case_metrics
         self.dispatcher = dispatcher
+        self._recently_stored: dict[str, None] = {}  # in the order stored
 
     async def keep_batch(
         self, transactions: Sequence[Transaction], detections: Sequence[Detection]
@@ -290,17 +294,29 @@ class CaseWriter:
             return
         # Duplicates here are redeliveries (a batch again after a crash or rebalance).
         self._announce(stored.detections, count_duplicates=True)
+        recent = self._recently_stored
+        recent.update((item.detection.detection_id, None) for item in stored.detections)
+        while len(recent) > RECENTLY_STORED_KEPT:
+            del recent[next(iter(recent))]
 
     async def store_received(self, detections: Sequence[Detection]) -> dict[int, Exception]:
-        """Detections read from their topics; the refused ones (by index) and why."""
+        """Detections read from their topics; the refused ones (by index) and why.
+
+        The worker's own, stored by their rules batch a moment ago, are passed over.
+        """
+        recent = self._recently_stored
+        indexes = [i for i, d in enumerate(detections) if d.detection_id not in recent]
+        if not indexes:
+            return {}
+        pending = [detections[i] for i in indexes]
         try:
-            stored = await self._until_done(partial(store_batch, self.store, (), detections))
+            stored = await self._until_done(partial(store_batch, self.store, (), pending))
             done = stored.detections
             refused: dict[int, Exception] = {}
         except REFUSALS:
             # The store refused something in the batch: find it, keep the rest.
             done, refused = [], {}
-            for index, detection in enumerate(detections):
+            for index, detection in zip(indexes, pending, strict=True):
                 try:
                     one = await self._until_done(partial(store_batch, self.store, (), [detection]))
                 except REFUSALS as exc:

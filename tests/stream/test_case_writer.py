@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.engine import URL
 
 from alerts.database import AlertRow, CaseRow, LargeValueReportRow, TransactionRow
@@ -52,6 +55,20 @@ def transaction(tx_id: str, customer_id: str, amount: str) -> Transaction:
         currency="CNY",
         channel=Channel.CASH,
     )
+
+
+@contextmanager
+def listening(store: CaseStore, statements: list[str]) -> Iterator[None]:
+    """Collect the SQL the store executes while the block runs."""
+
+    def record(*args: Any) -> None:
+        statements.append(args[2])
+
+    event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        yield
+    finally:
+        event.remove(store.engine, "before_cursor_execute", record)
 
 
 def stored_counts(store: CaseStore) -> dict[str, int]:
@@ -97,11 +114,14 @@ def test_a_batch_and_its_detections_are_stored_together_and_announced_once(
             # The same batch after a crash, then the topics bringing the batch's own
             # detections back, then a detection another producer wrote.
             await writer.keep_batch(batch, [own_alert, own_report])
-            refused = [
-                await writer.store_received([own_alert]),
-                await writer.store_received([own_report]),
-                await writer.store_received([foreign_alert]),
-            ]
+            statements: list[str] = []
+            with listening(store, statements):
+                refused = [
+                    await writer.store_received([own_alert]),
+                    await writer.store_received([own_report]),
+                ]
+            assert statements == [], "its own detections are recognised without the database"
+            refused.append(await writer.store_received([foreign_alert]))
         assert after_batch == {
             "transactions": 3,
             "cases": 1,
