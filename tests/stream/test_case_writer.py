@@ -221,3 +221,33 @@ def test_a_detection_the_database_refuses_is_reported_and_the_rest_stored(
     assert reason.startswith("DataError: value too long"), reason
     assert secret not in reason, "no customer data in what is logged or dead-lettered"
     assert counted(registry) == {("alert", "opened"): 1}
+
+
+def test_a_batch_whose_detections_are_refused_keeps_its_transactions_and_leaves_them_to_the_topic(
+    database_url: URL, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    if database_url.get_backend_name() == "sqlite":
+        pytest.skip("SQLite keeps a value of any length in any column")
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data", database_url=None)
+    refused_alert = detection("C1", "tx-1", detector="x" * 65)
+    fine_alert = detection("C1", "tx-2")
+    registry = CollectorRegistry()
+    with CaseStore.open(settings, url=database_url, migrate_schema=False) as store:
+        writer = CaseWriter(store, load_rates(), CaseMetrics.create(registry), None)
+
+        async def scenario() -> dict[int, Exception]:
+            batch = [transaction("tx-1", "C1", "10.00"), transaction("tx-2", "C1", "20.00")]
+            await writer.keep_batch(batch, [refused_alert, fine_alert])
+            # The topic brings both back: the refused one is refused again, the other stored.
+            return await writer.store_received([refused_alert, fine_alert])
+
+        refused = asyncio.run(asyncio.wait_for(scenario(), 30))
+        assert stored_counts(store) == {
+            "transactions": 2,
+            "cases": 1,
+            "alerts": 1,
+            "large_value_reports": 0,
+        }
+    assert list(refused) == [0]
+    assert "refused a batch's 2 detections" in caplog.text
+    assert counted(registry) == {("alert", "opened"): 1}
