@@ -342,10 +342,9 @@ class CaseWriter:
     async def _until_done(self, write: Callable[[], StoredBatch]) -> StoredBatch:
         """Run ``write`` on the store, retrying while the store is unreachable.
 
-        Faust acknowledges a ``take_events`` batch even when the agent raises, and a rules
-        batch would wait for nothing: giving up here would lose the batch, so the stream
-        waits for the database to come back instead. A refusal (``REFUSALS``) would only
-        repeat: it is raised.
+        Giving up would lose the batch (Faust acknowledges a ``take_events`` batch even
+        when its agent raises), so the stream waits for the database to come back
+        instead. A refusal (``REFUSALS``) would only repeat: it is raised.
         """
         delay = STORE_RETRY_FIRST_SECONDS
         while True:
