@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from core.errors import LocatedInputError
 from core.reference import country_codes
+from core.transaction import MAX_ID_LENGTH
 
 
 class CustomerType(StrEnum):
@@ -37,9 +38,9 @@ CUSTOMER_COLUMNS = (
     "id_number",
 )
 # The longest value each text field may hold: what the case store's columns keep. A
-# customer id is as long as a transaction's may be (core.transaction.MAX_ID_LENGTH).
+# customer id is as long as a transaction's may be.
 CUSTOMER_FIELD_LENGTHS = {
-    "customer_id": 128,
+    "customer_id": MAX_ID_LENGTH,
     "name": 300,
     "manager_id": 64,
     "id_type": 32,
