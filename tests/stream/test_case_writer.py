@@ -20,15 +20,26 @@ from sqlalchemy.engine import URL
 from alerts.database import AlertRow, CaseRow, LargeValueReportRow, TransactionRow
 from alerts.notify import CaseEvent, CaseNotice, NotificationDispatcher
 from core.detection import Outcome
-from core.settings import Settings
 from core.transaction import Channel, Direction, Transaction
 from rules.reference_data import load_rates
 from stream.case_agent import CaseMetrics, CaseWriter, refusal_text
 from stream.case_store import CaseStore
 from tests.alerts.conftest import customer, detection, load_reference, manager
 from tests.alerts.conftest import database_url as database_url  # fixture: SQLite, PostgreSQL
+from tests.stream.test_case_store import settings_for
 
 AT = datetime(2024, 3, 4, 2, 0, tzinfo=UTC)
+
+
+def opened_store(database_url: URL, tmp_path: Path) -> CaseStore:
+    """The test's migrated store, with settings independent of the caller's environment."""
+    return CaseStore.open(settings_for(tmp_path), url=database_url, migrate_schema=False)
+
+
+def writer_for(
+    store: CaseStore, registry: CollectorRegistry, dispatcher: NotificationDispatcher | None = None
+) -> CaseWriter:
+    return CaseWriter(store, load_rates(), CaseMetrics.create(registry), dispatcher)
 
 
 class RecordingChannel:
@@ -93,7 +104,6 @@ def counted(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
 def test_a_batch_and_its_detections_are_stored_together_and_announced_once(
     database_url: URL, tmp_path: Path
 ) -> None:
-    settings = Settings(_env_file=None, data_dir=tmp_path / "data", database_url=None)
     own_alert = detection("C1", "tx-c1-1")
     own_report = detection("C2", "tx-c2-1", outcome=Outcome.REPORT, detector="LVT-CASH-CNY")
     foreign_alert = detection("C1", "tx-c1-2", detector="external-screening")
@@ -107,7 +117,7 @@ def test_a_batch_and_its_detections_are_stored_together_and_announced_once(
 
     async def scenario(store: CaseStore) -> list[dict[int, Exception]]:
         dispatcher = NotificationDispatcher([channel], registry=registry)
-        writer = CaseWriter(store, load_rates(), CaseMetrics.create(registry), dispatcher)
+        writer = writer_for(store, registry, dispatcher)
         async with dispatcher:
             await writer.keep_batch(batch, [own_alert, own_report])
             after_batch = stored_counts(store)
@@ -130,7 +140,7 @@ def test_a_batch_and_its_detections_are_stored_together_and_announced_once(
         }, "a batch's cases and report records are committed with its transactions"
         return refused
 
-    with CaseStore.open(settings, url=database_url, migrate_schema=False) as store:
+    with opened_store(database_url, tmp_path) as store:
         with store.session_scope() as session:
             load_reference(session, tmp_path, [manager("M1")], [customer("C1", "M1")])
         refused = asyncio.run(scenario(store))
@@ -158,10 +168,9 @@ def test_a_batch_and_its_detections_are_stored_together_and_announced_once(
 def test_without_detections_a_batch_only_keeps_its_transactions(
     database_url: URL, tmp_path: Path
 ) -> None:
-    settings = Settings(_env_file=None, data_dir=tmp_path / "data", database_url=None)
     registry = CollectorRegistry()
-    with CaseStore.open(settings, url=database_url, migrate_schema=False) as store:
-        writer = CaseWriter(store, load_rates(), CaseMetrics.create(registry), None)
+    with opened_store(database_url, tmp_path) as store:
+        writer = writer_for(store, registry)
         asyncio.run(writer.keep_batch([transaction("tx-1", "C9", "10.00")], []))
         asyncio.run(writer.keep_batch([], []))
         assert stored_counts(store) == {
@@ -178,7 +187,6 @@ def test_a_transaction_as_long_as_the_contract_allows_is_kept_with_its_case(
 ) -> None:
     # Ids of 128 characters and a 2,000-character counterparty name are valid input; a
     # store that refused them had the worker retry the batch for ever.
-    settings = Settings(_env_file=None, data_dir=tmp_path / "data", database_url=None)
     longest = dataclasses.replace(
         transaction("t" * 128, "c" * 128, "60000.00"),
         account_id="a" * 128,
@@ -188,8 +196,8 @@ def test_a_transaction_as_long_as_the_contract_allows_is_kept_with_its_case(
     alert = dataclasses.replace(
         detection("c" * 128, "t" * 128), detection_id="d" * 64, tx_ids=("t" * 128,)
     )
-    with CaseStore.open(settings, url=database_url, migrate_schema=False) as store:
-        writer = CaseWriter(store, load_rates(), CaseMetrics.create(CollectorRegistry()), None)
+    with opened_store(database_url, tmp_path) as store:
+        writer = writer_for(store, CollectorRegistry())
         asyncio.run(asyncio.wait_for(writer.keep_batch([longest], [alert]), 30))
         assert stored_counts(store) == {
             "transactions": 1,
@@ -207,13 +215,12 @@ def test_a_detection_the_database_refuses_is_reported_and_the_rest_stored(
 ) -> None:
     if database_url.get_backend_name() == "sqlite":
         pytest.skip("SQLite keeps a value of any length in any column")
-    settings = Settings(_env_file=None, data_dir=tmp_path / "data", database_url=None)
     secret = "客户-秘密-0001"
     fits = detection("C1", "tx-1", detector="external-screening")
     too_long = detection(secret, "tx-2", detector="x" * 65)  # detector ids are 64 at most
     registry = CollectorRegistry()
-    with CaseStore.open(settings, url=database_url, migrate_schema=False) as store:
-        writer = CaseWriter(store, load_rates(), CaseMetrics.create(registry), None)
+    with opened_store(database_url, tmp_path) as store:
+        writer = writer_for(store, registry)
         refused = asyncio.run(asyncio.wait_for(writer.store_received([fits, too_long]), 30))
         assert stored_counts(store)["alerts"] == 1
     assert list(refused) == [1], "refused at once, not retried as if the store were down"
@@ -228,12 +235,11 @@ def test_a_batch_whose_detections_are_refused_keeps_its_transactions_and_leaves_
 ) -> None:
     if database_url.get_backend_name() == "sqlite":
         pytest.skip("SQLite keeps a value of any length in any column")
-    settings = Settings(_env_file=None, data_dir=tmp_path / "data", database_url=None)
     refused_alert = detection("C1", "tx-1", detector="x" * 65)
     fine_alert = detection("C1", "tx-2")
     registry = CollectorRegistry()
-    with CaseStore.open(settings, url=database_url, migrate_schema=False) as store:
-        writer = CaseWriter(store, load_rates(), CaseMetrics.create(registry), None)
+    with opened_store(database_url, tmp_path) as store:
+        writer = writer_for(store, registry)
 
         async def scenario() -> dict[int, Exception]:
             batch = [transaction("tx-1", "C1", "10.00"), transaction("tx-2", "C1", "20.00")]
