@@ -321,13 +321,15 @@ class PhaseTimes:
 def scoring_frame(transactions: list[Transaction], rates: RateTable) -> pd.DataFrame:
     """The columns the feature pipeline reads, built column by column.
 
-    The same values as a frame of ``tx.to_dict()`` rows (enums as their values, the
-    timestamp in RFC 3339, None where a field is absent), without a dict per row.
+    The same values as a frame of ``tx.to_dict()`` rows (enums as their values, None
+    where a field is absent), without a dict per row. The timestamp is a UTC datetime
+    column rather than RFC 3339 text: the same instants, not formatted here only for
+    the feature pipeline to parse them back.
     """
     return pd.DataFrame(
         {
             "tx_id": [tx.tx_id for tx in transactions],
-            "timestamp": [tx.timestamp.isoformat() for tx in transactions],
+            "timestamp": pd.to_datetime([tx.timestamp for tx in transactions], utc=True),
             "customer_id": [tx.customer_id for tx in transactions],
             "direction": [tx.direction.value for tx in transactions],
             "channel": [tx.channel.value for tx in transactions],
@@ -369,18 +371,21 @@ def score_with_active_model(
         features = build_feature_matrix(
             frame, customers, country_risk_from_lists(grey=lists.grey, black=lists.black), tz
         )
-    with phases.measure("scoring"):
-        scored = score_batch(detector, features)
     with phases.measure("anomalies"):
-        stamps = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
-        local_midnights = stamps.dt.tz_convert(tz).dt.tz_localize(None).dt.normalize()
+        local_midnights = frame["timestamp"].dt.tz_convert(tz).dt.tz_localize(None).dt.normalize()
         local_days = (local_midnights - pd.Timestamp(EPOCH_DAY)).dt.days + EPOCH_DAY.toordinal()
         # In event order a customer's first day is the smallest: what the worker's profile saw.
         first_days = local_days.groupby(frame["customer_id"]).transform("min")
-        due = warmed_up(first_days.to_numpy(), local_days.to_numpy())
+        due = np.flatnonzero(warmed_up(first_days.to_numpy(), local_days.to_numpy()))
+    with phases.measure("scoring"):
+        # Only the rows past their customer's warm-up, as the worker scores: the others
+        # could never alert, and the forest's cost is per row.
+        scored = score_batch(detector, features.to_numpy(dtype=np.float64)[due])
+    with phases.measure("anomalies"):
         anomalies = []
         last_alert_at: dict[str, float] = {}  # per customer, as the worker's state keeps it
-        for row in np.flatnonzero(scored.alert & due):
+        for position in np.flatnonzero(scored.alert):
+            row = due[position]
             tx = known[row]
             if not outside_cooldown(last_alert_at.get(tx.customer_id), tx.event_epoch):
                 continue
@@ -389,7 +394,7 @@ def score_with_active_model(
             anomalies.append(
                 anomaly_detection(
                     known[row],
-                    risk=float(scored.risk[row]),
+                    risk=float(scored.risk[position]),
                     reasons=explain(values.to_numpy()),
                     values=values.to_dict(),
                     model_version=version,
