@@ -59,6 +59,17 @@ def entry_of(match: ScreeningMatch | None) -> str | None:
         ("Limited", "limited"),  # never stripped to nothing
         ("有限公司", "有限公司"),
         ("Co., Ltd.", "co ltd"),
+        # Accents in other Latin alphabets, a combining mark typed apart, Greek; Hangul
+        # syllables and kana are left whole; a word in two scripts is split between them.
+        ("Nguyễn Văn Thành", "nguyen van thanh"),
+        ("Dr. José  Álvarez-Núñez", "jose alvarez nunez"),
+        ("MÜLLER & SÖHNE GmbH", "muller and sohne"),
+        ("x\u0301y", "xy"),
+        ("Ελλάς", "ελλασ"),
+        ("김민준 Trading Co., Ltd.", "김민준 trading"),
+        ("田中太郎さん", "田中太郎さん"),
+        ("Zhāng Wěi 张伟", "zhang wei 张伟"),
+        ("ABC公司", "abc 公司"),
         ("!!!", ""),
         ("", ""),
     ],
