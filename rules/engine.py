@@ -175,17 +175,24 @@ class RuleEngine:
     def _evaluate(self, rule: Rule, ctx: EvalContext) -> Detection | None:
         ctx.params = rule.params
         ctx.pending_values = rule.values
-        # Emptied rather than replaced: a detection copies what it keeps of them.
-        ctx.values.clear()
-        ctx.notes.clear()
+        # Emptied rather than replaced: a detection copies what it keeps of them. Most
+        # rules stop at a guard having set nothing: emptied only when there is something.
+        values, notes, touched = ctx.values, ctx.notes, ctx.touched
+        if values:
+            values.clear()
+        if notes:
+            notes.clear()
         if rule.guards:
             for guard in rule.guards:
                 if not guard(ctx):
                     return None
             # What the guards computed must not change the order values are listed in.
-            ctx.values.clear()
-            ctx.notes.clear()
-        ctx.touched.clear()
+            if values:
+                values.clear()
+            if notes:
+                notes.clear()
+        if touched:
+            touched.clear()
         if not rule.when(ctx):
             return None
         event, state = ctx.event, ctx.state

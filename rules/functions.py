@@ -27,6 +27,14 @@ WATCHLIST_FLOOR = 0.5
 HOUR = 3600.0
 DAY_SECONDS = 86_400
 CENT = Decimal("0.01")
+# Counts and whole days are small numbers asked for several times a transaction: a
+# Decimal made once each instead of one made per answer.
+_WHOLE_NUMBERS = tuple(Decimal(number) for number in range(1024))
+
+
+def _whole(number: int) -> Decimal:
+    """``Decimal(number)`` for a count (never negative)."""
+    return _WHOLE_NUMBERS[number] if number < 1024 else Decimal(number)
 
 
 # --------------------------------------------------------------------------- logic
@@ -306,7 +314,7 @@ def history_days() -> Compiled:
         first = ctx.state.first_event_at
         if first is None:
             return ZERO
-        return Decimal(int(max(0.0, ctx.event.at - first) // DAY_SECONDS))
+        return _whole(int(max(0.0, ctx.event.at - first) // DAY_SECONDS))
 
     return evaluate
 
@@ -376,15 +384,15 @@ def _largest(unit: str) -> Reduction:
 
 
 def _count(events: list[TxEvent]) -> Decimal:
-    return Decimal(len(events))
+    return _whole(len(events))
 
 
 def _counterparties(events: list[TxEvent]) -> Decimal:
-    return Decimal(len({event.counterparty for event in events if event.counterparty}))
+    return _whole(len({event.counterparty for event in events if event.counterparty}))
 
 
 def _days(events: list[TxEvent]) -> Decimal:
-    return Decimal(len({event.day for event in events}))
+    return _whole(len({event.day for event in events}))
 
 
 @register("day_total", (Kind.UNIT, Kind.FILTER), N)
@@ -445,7 +453,7 @@ def window_new_counterparties(hours: int, recent_hours: int, event_filter: Event
         if cached is not None:
             new_events, result = cached
             ctx.touched.append(new_events)
-            return Decimal(result)
+            return result
         at = ctx.event.at
         split = at - recent_hours * HOUR
         earlier = ctx.state.window(at - hours * HOUR, split) if recent_hours < hours else []
@@ -456,7 +464,7 @@ def window_new_counterparties(hours: int, recent_hours: int, event_filter: Event
         new_events = [
             event for event in recent if event.counterparty and event.counterparty not in known
         ]
-        result = Decimal(len({event.counterparty for event in new_events}))
+        result = _whole(len({event.counterparty for event in new_events}))
         ctx.cache[key] = (new_events, result)
         ctx.touched.append(new_events)
         return result

@@ -188,11 +188,17 @@ class CustomerState:
             times.insert(index, at)
             events.insert(index, event)
         self._tx_ids.add(event.tx_id)
-        if self._baselines:
+        baselines = self._baselines
+        if baselines:
+            # A baseline ends days before today, where new transactions land: it is
+            # rebuilt only in the rare case one falls inside it.
             day = event.day
-            self._baselines = {
-                key: fen for key, fen in self._baselines.items() if not key[1] <= day < key[2]
-            }
+            for _, first, end in baselines:
+                if first <= day < end:
+                    self._baselines = {
+                        key: fen for key, fen in baselines.items() if not key[1] <= day < key[2]
+                    }
+                    break
         daily = self.daily
         totals = daily.get(event.day)
         if totals is None:
@@ -218,14 +224,22 @@ class CustomerState:
         """Fen in ``direction`` (None: both) over the bank days ``start <= day < end``."""
         daily = self.daily
         if end - start < len(daily):
-            found = [totals for day in range(start, end) if (totals := daily.get(day))]
+            get = daily.get
+            found = [totals for day in range(start, end) if (totals := get(day)) is not None]
         else:
             found = [totals for day, totals in daily.items() if start <= day < end]
+        # Plain loops: a span has a few days, where a generator's set-up would dominate.
+        fen = 0
         if direction is Direction.IN:
-            return sum(totals.fen_in for totals in found)
-        if direction is Direction.OUT:
-            return sum(totals.fen_out for totals in found)
-        return sum(totals.fen_in + totals.fen_out for totals in found)
+            for totals in found:
+                fen += totals.fen_in
+        elif direction is Direction.OUT:
+            for totals in found:
+                fen += totals.fen_out
+        else:
+            for totals in found:
+                fen += totals.fen_in + totals.fen_out
+        return fen
 
     def baseline_fen_total(self, direction: Direction, start: int, end: int) -> int:
         """:meth:`daily_fen_total`, kept until a transaction lands in those days.
