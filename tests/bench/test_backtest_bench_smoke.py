@@ -11,8 +11,9 @@ PHASES = ("order", "rules", "features", "scoring", "anomalies")
 
 def test_backtest_bench_writes_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "backtest.json"
+    # 11 days in the file: a customer's transactions after its first 7 are scored.
     run = run_bench_script(
-        "backtest_bench.py", "--customers", "40", "--days", "12", "--train-days", "9", out=out
+        "backtest_bench.py", "--customers", "40", "--days", "20", "--train-days", "9", out=out
     )
     result = run.result
     assert result["transactions"] > 0
