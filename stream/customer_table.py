@@ -112,6 +112,61 @@ class ChangelogBatches:
         return BatchBuilder(self.max_batch_bytes, accumulator._compression_type)
 
 
+class SizedValues(dict[bytes, Any]):
+    """The table store's dict, keeping the total length of its values as they change.
+
+    Every writer of the store goes through it: the flush, and Faust itself when it
+    recovers the changelog (``update``, ``pop``) or drops revoked partitions (``pop``).
+    The size gauge then reads one number instead of summing every value at each scrape
+    (about 0.1 s on the event loop for a million customers here). Reads stay dict reads.
+    """
+
+    __slots__ = ("total",)
+
+    def __init__(self, values: Mapping[bytes, Any]) -> None:
+        super().__init__(values)
+        self.total = sum(map(_size, self.values()))
+
+    def __setitem__(self, key: bytes, value: Any) -> None:
+        self.total += _size(value) - _size(self.get(key))
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: bytes) -> None:
+        value = self[key]
+        super().__delitem__(key)
+        self.total -= _size(value)
+
+    def pop(self, key: bytes, *default: Any) -> Any:
+        if key not in self:
+            return super().pop(key, *default)
+        value = super().pop(key)
+        self.total -= _size(value)
+        return value
+
+    def popitem(self) -> tuple[bytes, Any]:
+        key, value = super().popitem()
+        self.total -= _size(value)
+        return key, value
+
+    def setdefault(self, key: bytes, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def update(self, *others: Any, **more: Any) -> None:
+        for key, value in dict(*others, **more).items():
+            self[key] = value
+
+    def clear(self) -> None:
+        super().clear()
+        self.total = 0
+
+
+def _size(value: Any) -> int:
+    # A changelog tombstone is applied as None before it is deleted.
+    return 0 if value is None else len(value)
+
+
 @dataclass(slots=True)
 class CustomerRecord:
     """One customer's table value; both halves are written together or not at all."""
@@ -177,6 +232,9 @@ class CustomerTable:
         flush_after_stages: int = RECORD_FLUSH_STAGES,
     ) -> None:
         self.table = table
+        # The store's own dict, replaced by one that keeps its size (see SizedValues).
+        store = table.data
+        self._values = store.data = SizedValues(store.data)
         self.tz = tz
         self.changelog = changelog
         self.decoded_kept = decoded_kept
@@ -268,7 +326,7 @@ class CustomerTable:
 
     def encoded_bytes(self) -> int:
         """The size of the values this worker holds, as stored and sent to the changelog."""
-        return sum(len(raw) for raw in self.table.data.values())
+        return self._values.total
 
     def items(self) -> list[tuple[str, CustomerRecord]]:
         customer_ids = [key.decode() for key in list(self.table)]

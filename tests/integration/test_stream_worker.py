@@ -213,3 +213,12 @@ def test_a_worker_joining_and_one_leaving_mid_stream_lose_and_repeat_nothing(
     )
     time.sleep(3)  # late redeliveries would show now
     assert second.customer_counts() == dict(expected_counts)
+    # The size gauges follow recovery and flushes alike: they describe the newest value
+    # of every key in the changelog, which the remaining worker recovered or wrote.
+    changelog = consume_all(
+        broker, f"{names.app_id}-customer-state-changelog", expected=10**6, timeout=5
+    )
+    newest = {record.key: record.value for record in changelog}
+    metrics = second.metrics()
+    assert metrics["amlwatch_customer_table_entries"] == len(newest) == len(expected_counts)
+    assert metrics["amlwatch_customer_table_bytes"] == sum(map(len, newest.values()))

@@ -12,7 +12,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from stream.broker import EmbeddedBroker
-from stream.customer_table import ChangelogBatches, CustomerRecord, CustomerTable
+from stream.customer_table import ChangelogBatches, CustomerRecord, CustomerTable, SizedValues
 from stream.topics import ensure_topics
 from tests.conftest import consume_all
 
@@ -80,6 +80,54 @@ def test_size_counts_entries_and_encoded_bytes() -> None:
 
     assert table.entries() == 3
     assert table.encoded_bytes() == sum(len(raw) for raw in values.values())
+
+
+def test_the_size_follows_every_way_the_store_changes() -> None:
+    # Faust recovers with update() and a None for each tombstone, then pops the deleted
+    # and revoked keys; the flush sets keys; the test takes each other way as well.
+    values = SizedValues({b"A": b"12345"})
+    assert values.total == 5
+
+    def check() -> None:
+        assert values.total == sum(len(raw) for raw in values.values() if raw is not None)
+
+    values[b"B"] = b"123"
+    values[b"A"] = b"1"  # replaced: only the new length counts
+    check()
+    values.update([(b"C", b"1234567"), (b"D", None)])
+    values.update({b"E": b"12"})
+    check()
+    assert values.pop(b"D") is None and values.pop(b"missing", b"x") == b"x"
+    del values[b"E"]
+    check()
+    with pytest.raises(KeyError):
+        values.pop(b"missing")
+    assert values.setdefault(b"B", b"ignored") == b"123"
+    assert values.setdefault(b"F", b"12") == b"12"
+    check()
+    values.popitem()
+    check()
+    assert values.total > 0
+    values.clear()
+    assert values.total == 0 and not values
+
+
+def test_the_size_is_kept_through_the_tables_own_writes() -> None:
+    table = table_holding({"C1": record_bytes(1)}, decoded_kept=10)
+    table.table.data[b"C2"] = record_bytes(22)  # as Faust's recovery writes the store
+    table.table.data.pop(b"C1")  # as it drops a revoked partition's keys
+    assert table.encoded_bytes() == len(record_bytes(22))
+
+    async def scenario() -> None:
+        record = table.get("C2")
+        assert record is not None
+        record.rules.transactions = 12345
+        table.stage({"C2": record, "C3": CustomerRecord.new(TZ)})
+        table.flush()
+
+    asyncio.run(scenario())
+    assert table.encoded_bytes() == sum(len(raw) for raw in table.table.data.values())
+    assert table.entries() == 2
 
 
 def test_a_staged_record_is_read_back_until_flushed_even_beyond_the_decoded_ones() -> None:
