@@ -35,6 +35,7 @@ from alerts.web.queries import (
 )
 from core.detection import Severity
 from core.errors import InvalidInput
+from core.transaction import MAX_ID_LENGTH
 
 router = APIRouter(prefix="/api")
 
@@ -220,7 +221,7 @@ def cases_list(
     ] = StateFilter.OPEN,
     severity: Severity | None = None,
     overdue: bool | None = None,
-    customer_id: Annotated[str | None, Query(max_length=64, pattern=_TEXT)] = None,
+    customer_id: Annotated[str | None, Query(max_length=MAX_ID_LENGTH, pattern=_TEXT)] = None,
     opened_from: Annotated[date | None, Query(description="Bank-local day, inclusive.")] = None,
     opened_to: Annotated[date | None, Query(description="Bank-local day, inclusive.")] = None,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,

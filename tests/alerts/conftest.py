@@ -19,7 +19,7 @@ from alerts.database import make_engine, new_sqlite_store, session_factory, temp
 from alerts.imports import import_customers, import_managers
 from core.calendar import WorkingCalendar
 from core.customer import CUSTOMER_COLUMNS, Customer, CustomerType, RiskRating
-from core.detection import Detection, Outcome, Severity
+from core.detection import Detection, Outcome, Severity, detection_id
 from core.manager import MANAGER_COLUMNS, Manager, ManagerGrade
 
 POSTGRES_ENV = "AMLWATCH_TEST_POSTGRES_URL"
@@ -132,7 +132,7 @@ def detection(
 ) -> Detection:
     """A detection on one transaction, keyed like the rule engine keys them."""
     return Detection(
-        detection_id=f"det-{detector}-{customer_id}-{tx}",
+        detection_id=detection_id(detector, "1", customer_id, tx),
         detector=detector,
         detector_version="1",
         outcome=outcome,

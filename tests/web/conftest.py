@@ -31,7 +31,7 @@ from core.calendar import WorkingCalendar
 from core.customer import CUSTOMER_COLUMNS
 from core.detection import Outcome, Severity
 from core.manager import MANAGER_COLUMNS
-from core.transaction import Channel, Direction, Transaction
+from core.transaction import MAX_ID_LENGTH, Channel, Direction, Transaction
 from stream.broker import free_loopback_port
 from tests.alerts.conftest import customer, detection, manager, migrated_store, write_csv
 
@@ -76,12 +76,17 @@ class WebWorld:
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=30)
 
     def new_case(
-        self, manager_id: str = "M1", severity: Severity = Severity.HIGH, history: int = 0
+        self,
+        manager_id: str = "M1",
+        severity: Severity = Severity.HIGH,
+        history: int = 0,
+        customer_id: str | None = None,
     ) -> int:
-        """Open a case on a fresh customer of ``manager_id`` (routed to them), after
+        """Open a case on a fresh customer of ``manager_id`` (routed to them; a given
+        ``customer_id`` must be a seeded customer of theirs with no case yet), after
         ``history`` ordinary daily transactions and one large flagged one."""
         number = next(self._next.setdefault(manager_id, itertools.count(1)))
-        customer_id = f"{manager_id}-C{number:04d}"
+        customer_id = customer_id or f"{manager_id}-C{number:04d}"
         now = datetime.now(UTC)
         tx_id = f"tx-{uuid.uuid4().hex[:10]}"
         found = detection(customer_id, tx_id, severity=severity, at=now)
@@ -159,6 +164,10 @@ def web_database(
         yield url
 
 
+# A customer of M1 whose id is as long as the transaction contract allows.
+LONGEST_CUSTOMER_ID = "M1-" + "L" * (MAX_ID_LENGTH - 3)
+
+
 def seed_world(sessions: sessionmaker[Session], directory: Path) -> None:
     """Managers M1, M2 (supervised by S1, S2), R1/R2 for reassignment; their customers; users."""
     managers = [
@@ -174,6 +183,7 @@ def seed_world(sessions: sessionmaker[Session], directory: Path) -> None:
         for m in ("M1", "M2", "S1")
         for n in range(1, CUSTOMERS_PER_MANAGER + 1)
     ]
+    customers.append(customer(LONGEST_CUSTOMER_ID, "M1"))
     now = datetime.now(UTC)
     with sessions() as session:
         path = write_csv(directory / "m.csv", MANAGER_COLUMNS, [m.to_row() for m in managers])

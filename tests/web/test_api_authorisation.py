@@ -17,7 +17,7 @@ import pytest
 
 from alerts.actors import SYSTEM_ACTOR, Role
 from alerts.users import add_user
-from tests.web.conftest import PASSWORD, USERS, WebWorld
+from tests.web.conftest import LONGEST_CUSTOMER_ID, PASSWORD, USERS, WebWorld
 
 ANON = "anonymous"
 ACTORS = (*USERS, ANON)
@@ -260,6 +260,20 @@ def test_case_list_is_scoped_per_actor(web_world: WebWorld) -> None:
     assert theirs in visible("M2") and mine not in visible("M2")
     assert mine in visible("S1") and theirs not in visible("S1")
     assert {mine, theirs} <= visible("C1")
+
+
+def test_the_case_list_filters_on_customer_ids_as_long_as_the_contract_allows(
+    web_world: WebWorld,
+) -> None:
+    found = web_world.new_case("M1", customer_id=LONGEST_CUSTOMER_ID)
+    other = web_world.new_case("M1")
+    with web_world.client("M1") as client:
+        answer = client.get("/api/cases", params={"customer_id": LONGEST_CUSTOMER_ID})
+        too_long = client.get("/api/cases", params={"customer_id": LONGEST_CUSTOMER_ID + "X"})
+    assert answer.status_code == 200, answer.text
+    listed = {item["case_id"] for item in answer.json()["items"]}
+    assert found in listed and other not in listed
+    assert too_long.status_code == 422
 
 
 def test_four_eyes_the_proposer_cannot_approve(web_world: WebWorld) -> None:
