@@ -192,9 +192,8 @@ def _strip_legal_forms(segment: _Segment) -> _Segment:
     if segment.dense:
         text = segment.words[0]
         # endswith with the whole tuple first: most names end in no legal form.
-        while text.endswith(_DENSE_SUFFIXES) and (
-            suffix := next(s for s in _DENSE_SUFFIXES if text.endswith(s))
-        ):
+        while text.endswith(_DENSE_SUFFIXES):
+            suffix = next(s for s in _DENSE_SUFFIXES if text.endswith(s))
             if len(text) == len(suffix):
                 break  # the name is nothing but a legal form: keep it
             text = text[: -len(suffix)]
@@ -202,10 +201,9 @@ def _strip_legal_forms(segment: _Segment) -> _Segment:
     words = segment.words
     while len(words) > 1 and words[0] in _LATIN_PREFIXES:
         words = words[1:]
-    while words[-1] in _LATIN_SUFFIX_ENDINGS and (
-        legal_form := next((s for s in _LATIN_SUFFIXES if words[-len(s) :] == s), None)
-    ):
-        if len(words) == len(legal_form):
+    while words[-1] in _LATIN_SUFFIX_ENDINGS:
+        legal_form = next((s for s in _LATIN_SUFFIXES if words[-len(s) :] == s), None)
+        if legal_form is None or len(words) == len(legal_form):
             break
         words = words[: -len(legal_form)]
     return _Segment(False, words)
