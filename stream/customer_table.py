@@ -113,7 +113,8 @@ class ChangelogBatches:
 
 
 class SizedValues(dict[bytes, Any]):
-    """The table store's dict, keeping the total length of its values as they change.
+    """The table store's dict (Faust's memory store, which the app configures), keeping
+    the total length of its values as they change.
 
     Every writer of the store goes through it: the flush, and Faust itself when it
     recovers the changelog (``update``, ``pop``) or drops revoked partitions (``pop``).
