@@ -65,6 +65,7 @@ from stream_bench import (
     machine_facts,
     pin_to,
     pipeline_counter,
+    process_cpu_seconds,
     read_metrics,
     run_main,
     running_process,
@@ -412,8 +413,7 @@ def cpu_seconds(process: psutil.Process | None) -> float:
     if process is None:
         return 0.0
     with contextlib.suppress(psutil.Error):
-        times = process.cpu_times()
-        return float(times.user + times.system)
+        return process_cpu_seconds(process)
     return 0.0
 
 
