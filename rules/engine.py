@@ -147,6 +147,12 @@ class RuleEngine:
                 local_time=local_time,
             )
             for rule in rules:
+                # Most rules stop at their screen: asked before _evaluate prepares for them.
+                screen = rule.screen
+                if screen is not None:
+                    ctx.params = rule.params
+                    if not screen(ctx):
+                        continue
                 detection = self._evaluate(rule, ctx)
                 if detection is not None:
                     detections.append(detection)

@@ -296,21 +296,62 @@ def compile_guards(
     bounds. A rule whose guard fails cannot fire. Empty when the guards would only be
     the first conditions of ``when``, in its order.
     """
-    conditions = raw_when[1:] if raw_when[0] == "all" else [raw_when]
-    ranked: list[tuple[int, int, Compiled]] = []
-    for position, condition in enumerate(conditions):
-        if _made_of(condition, raw_values, TRANSACTION_FUNCTIONS):
-            ranked.append((0, position, compile_expression(condition, scope)[0]))
-        elif _made_of(condition, raw_values, CHEAP_FUNCTIONS):
-            ranked.append((1, position, compile_expression(condition, scope)[0]))
-        elif (bound := _bound_of(condition, raw_values, scope)) is not None:
-            ranked.append((2, position, bound))
-    ranked.sort(key=lambda item: item[:2])
-    positions = [position for _, position, _ in ranked]
-    bounded = any(rank == 2 for rank, _, _ in ranked)
+    ranked = _ranked_conditions(raw_when, raw_values, scope)
+    positions = [condition.position for condition in ranked]
+    bounded = any(condition.rank == 2 for condition in ranked)
     if not bounded and positions == list(range(len(positions))):
         return ()  # ``when`` checks the same conditions first, in the same order
-    return tuple(guard for _, _, guard in ranked)
+    return tuple(condition.compiled for condition in ranked)
+
+
+def compile_screen(
+    raw_when: Any, when: Compiled, raw_values: Mapping[str, Any], scope: Scope
+) -> Compiled | None:
+    """The cheapest necessary condition of ``when`` (see compile_guards) that reads none of
+    the rule's values, else ``when`` itself if it reads none; None if there is no such.
+
+    The engine asks it before it prepares the context for the rule (its values emptied):
+    most rules stop there for most transactions, at the cost of one call. What it leaves
+    in the context (notes, selections) is emptied before the rule's own evaluation.
+    """
+    for condition in _ranked_conditions(raw_when, raw_values, scope):
+        if not condition.reads_values:
+            return condition.compiled
+    return None if _reads_values(raw_when) else when
+
+
+@dataclass(frozen=True, slots=True)
+class _Condition:
+    rank: int  # 0: reads the transaction only, 1: state scalars too, 2: an aggregate's bound
+    position: int  # in ``when``
+    compiled: Compiled
+    reads_values: bool  # whether evaluating it reads the rule's named values
+
+
+def _ranked_conditions(
+    raw_when: Any, raw_values: Mapping[str, Any], scope: Scope
+) -> list[_Condition]:
+    """The conditions of ``when`` that have a cheap form, cheapest first."""
+    conditions = raw_when[1:] if raw_when[0] == "all" else [raw_when]
+    ranked: list[_Condition] = []
+    for position, condition in enumerate(conditions):
+        if _made_of(condition, raw_values, TRANSACTION_FUNCTIONS):
+            compiled = compile_expression(condition, scope)[0]
+            ranked.append(_Condition(0, position, compiled, _reads_values(condition)))
+        elif _made_of(condition, raw_values, CHEAP_FUNCTIONS):
+            compiled = compile_expression(condition, scope)[0]
+            ranked.append(_Condition(1, position, compiled, _reads_values(condition)))
+        elif (bound := _bound_of(condition, raw_values, scope)) is not None:
+            # The bound reads literals only; what it is compared with may be a value.
+            ranked.append(_Condition(2, position, bound, _reads_values(condition[2])))
+    ranked.sort(key=lambda condition: (condition.rank, condition.position))
+    return ranked
+
+
+def _reads_values(raw: Any) -> bool:
+    if not isinstance(raw, list) or not raw:
+        return False
+    return raw[0] == "value" or any(_reads_values(arg) for arg in raw[1:])
 
 
 def _made_of(raw: Any, raw_values: Mapping[str, Any], functions: frozenset[str]) -> bool:

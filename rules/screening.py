@@ -26,7 +26,6 @@ per normalised name.
 
 from __future__ import annotations
 
-import itertools
 import re
 import sys
 import unicodedata
@@ -228,7 +227,9 @@ def _phonetic(word: str) -> str:
 # --------------------------------------------------------------------------- matching
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ sets each field through object.__setattr__,
+# and a form is made for every name screened for the first time. Nothing changes one.
+@dataclass(slots=True)
 class _Form:
     """One script part of a name, ready to compare."""
 
@@ -237,9 +238,6 @@ class _Form:
     words: tuple[str, ...]  # phonetic words in the written order (() when dense)
     sorted_words: str  # the words sorted, space-separated ("" when dense)
     grams: frozenset[str]
-    # How often each character occurs in ``joined``: the multiset bound on difflib's ratio
-    # (what its quick_ratio computes), counted once instead of per comparison.
-    letters: dict[str, int]
 
     @property
     def key(self) -> tuple[bool, str]:
@@ -251,13 +249,12 @@ def _form(segment: _Segment) -> _Form:
         text = segment.words[0]
         padded = f"\x02{text}\x03"
         grams = frozenset(padded[i : i + 2] for i in range(len(padded) - 1))
-        return _Form(True, text, (), "", grams, Counter(text))
+        return _Form(True, text, (), "", grams)
     words = tuple(_phonetic(word) for word in segment.words)
     grams = frozenset(
         padded[i : i + 3] for padded in (f" {w} " for w in words) for i in range(len(padded) - 2)
     )
-    joined = "".join(words)
-    return _Form(False, joined, words, " ".join(sorted(words)), grams, Counter(joined))
+    return _Form(False, "".join(words), words, " ".join(sorted(words)), grams)
 
 
 def _query_forms(normalised: str) -> list[_Form]:
@@ -305,6 +302,9 @@ class _Alias:
     # of them cannot pass _words_covered, so it is dismissed before any letter counting.
     # (A shorter word can be 0.8 alike without a common trigram: jiu and ju.)
     word_grams: tuple[frozenset[str], ...]
+    # How often each character occurs in the joined form: the multiset bound on difflib's
+    # ratio (what its quick_ratio computes), counted once instead of per comparison.
+    letters: dict[str, int]
 
 
 def _orders(form: _Form) -> tuple[str, ...]:
@@ -373,7 +373,9 @@ class WatchList:
                     )
                 segment = _merge(segments)
                 form = _form(segment)
-                alias = _Alias(entry_index, text, form, _orders(form), _word_grams(form))
+                alias = _Alias(
+                    entry_index, text, form, _orders(form), _word_grams(form), Counter(form.joined)
+                )
                 alias_index = len(self._aliases)
                 self._aliases.append(alias)
                 for order in alias.orders:
@@ -432,10 +434,15 @@ class WatchList:
         # Only aliases sharing enough n-grams are compared. The bound is empirical (not
         # a proof): two-typo variants of every packaged alias that still score 0.85
         # share at least 0.28 of their n-grams (Dice); the cut leaves a margin below that.
+        # Counted in a plain loop: most names share no n-gram with any alias, and then
+        # this is a few dict lookups.
         postings = self._grams
-        shared = Counter(
-            itertools.chain.from_iterable(postings[g] for g in form.grams if g in postings)
-        )
+        shared: dict[int, int] = {}
+        for gram in form.grams:
+            for alias_index in postings.get(gram, ()):
+                shared[alias_index] = shared.get(alias_index, 0) + 1
+        if not shared:
+            return None
         half_dice = _min_gram_dice(threshold) / 2
         size = len(form.grams)
         gram_counts = self._gram_counts
@@ -450,6 +457,7 @@ class WatchList:
         by_words: SequenceMatcher[str] | None = None
         best: tuple[float, int] | None = None
         query_length = len(form.joined)
+        query_letters: Counter[str] | None = None  # counted for the first candidate needing it
         for alias_index in candidates:
             alias = self._aliases[alias_index]
             if alias.form.dense is not form.dense:
@@ -467,8 +475,10 @@ class WatchList:
                 form.dense or 2 * (shorter + spaces) < threshold * words_length
             ):
                 continue
-            letters = alias.form.letters
-            common = sum(min(count, letters.get(c, 0)) for c, count in form.letters.items())
+            if query_letters is None:
+                query_letters = Counter(form.joined)
+            letters = alias.letters
+            common = sum(min(count, letters.get(c, 0)) for c, count in query_letters.items())
             score = 0.0
             if 2 * common >= threshold * length:
                 if joined is None:

@@ -32,6 +32,7 @@ from rules.expressions import (
     compile_expression,
     compile_filter,
     compile_guards,
+    compile_screen,
     register,
 )
 from rules.state import CustomerState, TxEvent
@@ -704,6 +705,48 @@ def test_cheap_conditions_are_guards_only_when_they_come_out_of_order() -> None:
     assert compile_guards(in_order, {}, scope) == ()
     reordered = ["all", ["gte", ["history_days"], 7], ["gte", ["tx_amount", "CNY"], 500]]
     assert len(compile_guards(reordered, {}, scope)) == 2
+
+
+def test_the_screen_is_the_cheapest_condition_reading_no_value(pboc_engine: RuleEngine) -> None:
+    values = {"total": ["window_total", 24, "CNY", {}], "big": ["tx_amount", "CNY"]}
+    scope = Scope(params={}, values=dict.fromkeys(values, Kind.NUMBER))
+    when = [
+        "all",
+        ["gte", ["value", "big"], 500],  # cheap, but reads a value
+        ["gte", ["value", "total"], 1000],  # a bound of the daily totals, reading none
+    ]
+    compiled, _ = compile_expression(when, scope)
+    screen = compile_screen(when, compiled, values, scope)
+    assert screen is not None and screen is not compiled
+    small = probe(pboc_engine, tx("600"), history=[tx("300", at=-HOUR)])
+    large = probe(pboc_engine, tx("600"), history=[tx("900", at=-HOUR)])
+    assert (screen(small.ctx), screen(large.ctx)) == (False, True)
+    assert small.ctx.values == {} and large.ctx.values == {}  # it computed no value
+
+
+def test_a_when_reading_no_value_screens_itself_and_one_reading_values_has_no_screen() -> None:
+    params = {"min_score": Kind.NUMBER}
+    screening = ["gte", ["watchlist_score"], ["param", "min_score"]]
+    compiled, _ = compile_expression(screening, Scope(params=params, values={}))
+    assert compile_screen(screening, compiled, {}, Scope(params=params, values={})) is compiled
+    values = {"score": ["watchlist_score"]}
+    scope = Scope(params=params, values={"score": Kind.NUMBER})
+    through_a_value = ["gte", ["value", "score"], ["param", "min_score"]]
+    compiled, _ = compile_expression(through_a_value, scope)
+    assert compile_screen(through_a_value, compiled, values, scope) is None
+
+
+def test_every_packaged_rule_has_a_screen_or_reads_values_in_every_condition(
+    pboc_engine: RuleEngine,
+) -> None:
+    # The screens are what keeps most rules at one call per transaction.
+    without = [rule.id for rule in pboc_engine.pack.rules if rule.screen is None]
+    assert without == [
+        "LVT-CASH-FX",
+        "LVT-CORP-TRANSFER-FX",
+        "LVT-IND-DOMESTIC-FX",
+        "LVT-IND-CROSSBORDER-FX",
+    ]
 
 
 # --------------------------------------------------------------------------- event filters
