@@ -144,6 +144,7 @@ _NS_PER_HOUR = 3_600_000_000_000
 _NS_PER_DAY = 86_400_000_000_000
 _CHANNEL_INDEX: dict[str, int] = {channel.value: i for i, channel in enumerate(CHANNELS)}
 _SMALLEST_POSITIVE = float(np.finfo(np.float64).smallest_subnormal)
+_ONE = Decimal(1)
 
 
 # --------------------------------------------------------------------------- shared formulas
@@ -152,7 +153,7 @@ _SMALLEST_POSITIVE = float(np.finfo(np.float64).smallest_subnormal)
 
 def _fen(amount_cny: Decimal) -> int:
     """The CNY amount in whole fen: exact integer sums in both paths."""
-    return int(amount_cny.scaleb(2).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    return int(amount_cny.scaleb(2).quantize(_ONE, rounding=ROUND_HALF_EVEN))
 
 
 def _log_amount(fen: int) -> float:
@@ -806,18 +807,12 @@ def build_feature_matrix(
 
     stamps = pd.to_datetime(transactions["timestamp"], utc=True, format="ISO8601")
     stamps = stamps.dt.as_unit("ns")
-    codes, _ = pd.factorize(transactions["customer_id"])
-    order_frame = pd.DataFrame(
-        {
-            "customer": codes,
-            "ns": stamps.array.asi8,
-            "tx_id": transactions["tx_id"].astype(str).to_numpy(),
-        }
-    )
-    order = order_frame.sort_values(["customer", "ns", "tx_id"], kind="mergesort").index.to_numpy()
+    codes, uniques = pd.factorize(transactions["customer_id"])
+    all_ns = stamps.array.asi8
+    order = _customer_time_order(codes, all_ns, transactions["tx_id"])
     sorted_tx = transactions.iloc[order]
     customer = codes[order].astype(np.int64)
-    ns = order_frame["ns"].to_numpy()[order]
+    ns = all_ns[order]
     local_ns = stamps.dt.tz_convert(tz).dt.tz_localize(None).array.asi8[order]
 
     hour_index = ns // _NS_PER_HOUR
@@ -828,15 +823,19 @@ def build_feature_matrix(
     group_start = np.searchsorted(customer, customer, side="left")
     prior = position - group_start
 
-    fen = np.fromiter(
-        (_fen(a if isinstance(a, Decimal) else Decimal(str(a))) for a in sorted_tx["amount_cny"]),
-        dtype=np.int64,
-        count=rows,
+    fen_list = [
+        _fen(a if isinstance(a, Decimal) else Decimal(str(a)))
+        for a in sorted_tx["amount_cny"].tolist()
+    ]
+    fen = np.array(fen_list, dtype=np.int64)
+    log_amount = np.array(list(map(_log_amount, fen_list)), dtype=np.float64)
+    # Enum members or their values alike: a StrEnum equals and hashes as its value.
+    is_in = (
+        np.array([str(value) for value in sorted_tx["direction"].tolist()]) == Direction.IN.value
     )
-    log_amount = np.fromiter((_log_amount(int(f)) for f in fen), dtype=np.float64, count=rows)
-    direction = sorted_tx["direction"].map(str).to_numpy()
-    is_in = direction == Direction.IN.value
-    channel = sorted_tx["channel"].map(lambda value: _CHANNEL_INDEX[str(value)]).to_numpy()
+    channel = np.array(
+        [_CHANNEL_INDEX[str(value)] for value in sorted_tx["channel"].tolist()], dtype=np.int64
+    )
 
     out = pd.DataFrame(index=pd.RangeIndex(rows), columns=list(FEATURE_NAMES), dtype=float)
     out["log_amount_cny"] = log_amount
@@ -905,14 +904,40 @@ def build_feature_matrix(
     gap = np.where(prior > 0, seconds - np.concatenate(([0.0], seconds[:-1])), 0.0)
     out["days_since_previous"] = np.maximum(gap, 0.0) / 86400
 
-    codes_of = {cid: _customer_codes(c) for cid, c in customers.items()}
-    ids = sorted_tx["customer_id"].tolist()
-    out["customer_corporate"] = np.fromiter((codes_of[i][0] for i in ids), np.float64, rows)
-    out["customer_risk_rating"] = np.fromiter((codes_of[i][1] for i in ids), np.float64, rows)
+    # Per distinct customer, then spread over the rows by the customer's code.
+    customer_codes = np.array(
+        [_customer_codes(customers[customer_id]) for customer_id in uniques], dtype=np.float64
+    ).reshape(-1, 2)
+    out["customer_corporate"] = customer_codes[customer, 0]
+    out["customer_risk_rating"] = customer_codes[customer, 1]
     # Back to the input's row order and index (which may have duplicates).
     values = np.empty((rows, len(FEATURE_NAMES)), dtype=np.float64)
     values[order] = out.to_numpy(dtype=np.float64)
     return pd.DataFrame(values, index=transactions.index, columns=list(FEATURE_NAMES))
+
+
+def _customer_time_order(
+    customer: npt.NDArray[np.intp], ns: npt.NDArray[np.int64], tx_ids: pd.Series
+) -> npt.NDArray[np.intp]:
+    """Row positions sorted by customer, then time, then tx_id; equal rows keep their order.
+
+    Sorted on the two integer keys first (a stable numpy sort); tx_id, a string, is
+    compared only within the rare runs of one customer at one instant.
+    """
+    order = np.lexsort((ns, customer))
+    sorted_customer, sorted_ns = customer[order], ns[order]
+    tied = (sorted_customer[1:] == sorted_customer[:-1]) & (sorted_ns[1:] == sorted_ns[:-1])
+    if tied.any():
+        ids = tx_ids.astype(str).to_numpy()
+        starts = np.flatnonzero(tied & ~np.concatenate(([False], tied[:-1])))
+        for start in starts.tolist():
+            end = start + 1
+            while end < len(tied) and tied[end]:
+                end += 1
+            run = order[start : end + 1]
+            # sorted() is stable: equal tx_ids stay in input order, as before.
+            order[start : end + 1] = sorted(run.tolist(), key=lambda row: ids[row])
+    return order
 
 
 def _text_or_none(value: Any) -> str | None:
@@ -933,7 +958,7 @@ def _robust_z_matrix(
 ) -> FloatArray:
     """amount_robust_z over the last AMOUNT_SAMPLES rows within BASELINE_DAYS days."""
     rows = len(log_amount)
-    keys = np.array([_amount_key(float(v)) for v in log_amount], dtype=np.float64)
+    keys = np.array(list(map(_amount_key, log_amount.tolist())), dtype=np.float64)
     position = np.arange(rows)
     lags = np.arange(1, AMOUNT_SAMPLES + 1)
     earlier = position[:, None] - lags[None, :]
@@ -964,10 +989,12 @@ def _counterparty_features(
     memory = CounterpartyMemory()
     current = None
     days = day.tolist()
+    # Each distinct counterparty digested once: a busy payee recurs across many rows.
+    key_of = {counterparty: _counterparty_key(counterparty) for counterparty in set(counterparties)}
     for row, (who, counterparty) in enumerate(zip(customer.tolist(), counterparties, strict=True)):
         if who != current:
             memory, current = CounterpartyMemory(), who
-        key = _counterparty_key(counterparty)
+        key = key_of[counterparty]
         new[row], distinct[row] = memory.features(key, days[row])
         memory.update(key, days[row])
     return new, distinct

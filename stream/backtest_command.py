@@ -7,7 +7,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -52,6 +52,8 @@ REPORT_DEADLINE_WORKING_DAYS = 5  # PBoC Order No. 3, Art. 10
 ERRORS_SHOWN = 10
 PROGRESS_STEP = 2000
 EPOCH_DAY = date(1970, 1, 1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 PERSIST_TRANSACTIONS_BATCH = 500
 
 
@@ -329,7 +331,13 @@ def scoring_frame(transactions: list[Transaction], rates: RateTable) -> pd.DataF
     return pd.DataFrame(
         {
             "tx_id": [tx.tx_id for tx in transactions],
-            "timestamp": pd.to_datetime([tx.timestamp for tx in transactions], utc=True),
+            # Whole microseconds since the epoch, exact, read as one array: a datetime
+            # column built from the datetime objects took pandas twice as long.
+            "timestamp": pd.to_datetime(
+                np.array([(tx.timestamp - _EPOCH) // _MICROSECOND for tx in transactions]),
+                unit="us",
+                utc=True,
+            ),
             "customer_id": [tx.customer_id for tx in transactions],
             "direction": [tx.direction.value for tx in transactions],
             "channel": [tx.channel.value for tx in transactions],

@@ -19,6 +19,7 @@ from core.transaction import CONTRACT_FIELDS, Transaction, transaction_from_mapp
 from models.features import (
     FEATURE_NAMES,
     BehaviourProfile,
+    _customer_time_order,
     build_feature_matrix,
     country_risk_from_lists,
 )
@@ -294,6 +295,43 @@ def test_speed_of_both_paths(simulated: Any) -> None:
 
 
 # --------------------------------------------------------------------------- single features
+
+
+def test_rows_at_one_instant_go_by_tx_id_whatever_the_input_order() -> None:
+    # Three transactions of C1 at one instant, given in reverse tx_id order, and one of C2
+    # between them: the matrix path must take C1's as the stream does (tx_id order), so
+    # only the first, "a", meets its counterparty as new.
+    at = START + timedelta(days=3)
+    given = [
+        _tx(at, "300.00", tx_id="c", counterparty="P9"),
+        _tx(at, "50.00", tx_id="m", customer_id="C2"),
+        _tx(at, "200.00", tx_id="b", counterparty="P9"),
+        _tx(at, "100.00", tx_id="a", counterparty="P9"),
+    ]
+    customers = {"C1": _customer(), "C2": _customer("C2")}
+    matrix = build_feature_matrix(
+        _frame(given, [tx.amount for tx in given]), customers, RISK, SHANGHAI
+    )
+    assert matrix["new_counterparty"].tolist() == [0.0, 1.0, 0.0, 1.0]
+    in_stream_order = sorted(given, key=lambda tx: (tx.timestamp, tx.tx_id))
+    streamed, _ = _stream(in_stream_order, customers=customers)
+    by_id = {tx.tx_id: row for tx, row in zip(in_stream_order, streamed, strict=True)}
+    np.testing.assert_allclose(
+        matrix.to_numpy(),
+        np.vstack([by_id[tx.tx_id] for tx in given]),
+        rtol=PARITY_RTOL,
+        atol=PARITY_ATOL,
+    )
+
+
+def test_the_row_order_is_customer_time_then_tx_id_and_stable() -> None:
+    rng = np.random.default_rng(5)
+    rows = 2000
+    customer = rng.integers(0, 7, rows)
+    ns = rng.integers(0, 40, rows) * 1_000_000_000  # many rows share an instant
+    tx_ids = pd.Series([f"t{value}" for value in rng.integers(0, 300, rows)])  # and an id
+    expected = sorted(range(rows), key=lambda row: (customer[row], ns[row], tx_ids[row]))
+    assert _customer_time_order(customer, ns, tx_ids).tolist() == expected
 
 
 def test_new_counterparty_is_one_then_zero() -> None:
