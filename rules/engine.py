@@ -147,15 +147,15 @@ class RuleEngine:
                 local_time=local_time,
             )
             for rule in rules:
-                # Most rules stop at their screen: asked before _evaluate prepares for them.
-                screen = rule.screen
-                if screen is not None:
-                    ctx.params = rule.params
-                    if not screen(ctx):
-                        continue
-                detection = self._evaluate(rule, ctx)
-                if detection is not None:
-                    detections.append(detection)
+                # Most rules stop at a guard, before _evaluate prepares the context.
+                ctx.params = rule.params
+                for guard in rule.guards:
+                    if not guard(ctx):
+                        break
+                else:
+                    detection = self._evaluate(rule, ctx)
+                    if detection is not None:
+                        detections.append(detection)
         if detections or state.recent_detections:
             state.remember_detections(detections, kept=RECENT_DETECTIONS_KEPT)
         newest = state.last_event_at or event.at
@@ -179,24 +179,15 @@ class RuleEngine:
         state.remember_detections(detections, kept=RECENT_DETECTIONS_KEPT)
 
     def _evaluate(self, rule: Rule, ctx: EvalContext) -> Detection | None:
-        ctx.params = rule.params
+        """``rule`` over ``ctx`` once its guards passed: the detection, or None."""
         ctx.pending_values = rule.values
-        # Emptied rather than replaced: a detection copies what it keeps of them. Most
-        # rules stop at a guard having set nothing: emptied only when there is something.
+        # Emptied rather than replaced: a detection copies what it keeps of them. They
+        # hold the previous rule's values, or what the guards noted and selected.
         values, notes, touched = ctx.values, ctx.notes, ctx.touched
         if values:
             values.clear()
         if notes:
             notes.clear()
-        if rule.guards:
-            for guard in rule.guards:
-                if not guard(ctx):
-                    return None
-            # What the guards computed must not change the order values are listed in.
-            if values:
-                values.clear()
-            if notes:
-                notes.clear()
         if touched:
             touched.clear()
         if not rule.when(ctx):

@@ -281,94 +281,64 @@ TRANSACTION_FUNCTIONS = frozenset(
     }
 )  # fmt: skip
 CHEAP_FUNCTIONS = TRANSACTION_FUNCTIONS | {"days_since_previous", "history_days"}
+# Screening a name is remembered per name: cheap once the name was seen, costly the
+# first time. Such a condition is a guard, after the bounds.
+SCREENING_FUNCTIONS = CHEAP_FUNCTIONS | {"watchlist_score"}
 
 
 def compile_guards(
     raw_when: Any, raw_values: Mapping[str, Any], scope: Scope
 ) -> tuple[Compiled, ...]:
-    """Cheap necessary conditions of an already validated ``when``, cheapest first.
+    """Necessary conditions of an already validated ``when``, cheapest first, reading
+    none of the rule's values: the engine asks them before it prepares the context for
+    the rule, and most rules stop there for most transactions.
 
     The conditions that must all hold for the rule to fire are ``when`` itself or the
-    items of a top-level ``all``. Each that is cheap is a guard as it is; each comparing
-    an aggregate (directly or through a value) with ``gte``/``gt`` is a guard with the
-    aggregate's cheap upper bound in its place; the others are left to ``when``. Guards
-    reading only the transaction come first, then those reading state scalars, then the
-    bounds. A rule whose guard fails cannot fire. Empty when the guards would only be
-    the first conditions of ``when``, in its order.
+    items of a top-level ``all``. A value in one is replaced by its expression (a value
+    is a function of the context: the same there as in ``when``), so a guard reads the
+    transaction, the customer, the state and the transaction's shared caches, never the
+    rule's values. Each condition that is cheap is a guard as it is; each comparing an
+    aggregate with ``gte``/``gt`` is a guard with the aggregate's cheap upper bound in
+    its place; then those screening the counterparty's name; the others are left to
+    ``when``. Guards reading only the transaction come first, then those reading state
+    scalars, the bounds, the screenings. A rule whose guard fails cannot fire.
     """
-    ranked = _ranked_conditions(raw_when, raw_values, scope)
-    positions = [condition.position for condition in ranked]
-    bounded = any(condition.rank == 2 for condition in ranked)
-    if not bounded and positions == list(range(len(positions))):
-        return ()  # ``when`` checks the same conditions first, in the same order
-    return tuple(condition.compiled for condition in ranked)
-
-
-def compile_screen(
-    raw_when: Any, when: Compiled, raw_values: Mapping[str, Any], scope: Scope
-) -> Compiled | None:
-    """The cheapest necessary condition of ``when`` (see compile_guards) that reads none of
-    the rule's values, else ``when`` itself if it reads none; None if there is no such.
-
-    The engine asks it before it prepares the context for the rule (its values emptied):
-    most rules stop there for most transactions, at the cost of one call. What it leaves
-    in the context (notes, selections) is emptied before the rule's own evaluation.
-    """
-    for condition in _ranked_conditions(raw_when, raw_values, scope):
-        if not condition.reads_values:
-            return condition.compiled
-    return None if _reads_values(raw_when) else when
-
-
-@dataclass(frozen=True, slots=True)
-class _Condition:
-    rank: int  # 0: reads the transaction only, 1: state scalars too, 2: an aggregate's bound
-    position: int  # in ``when``
-    compiled: Compiled
-    reads_values: bool  # whether evaluating it reads the rule's named values
-
-
-def _ranked_conditions(
-    raw_when: Any, raw_values: Mapping[str, Any], scope: Scope
-) -> list[_Condition]:
-    """The conditions of ``when`` that have a cheap form, cheapest first."""
     conditions = raw_when[1:] if raw_when[0] == "all" else [raw_when]
-    ranked: list[_Condition] = []
-    for position, condition in enumerate(conditions):
-        if _made_of(condition, raw_values, TRANSACTION_FUNCTIONS):
-            compiled = compile_expression(condition, scope)[0]
-            ranked.append(_Condition(0, position, compiled, _reads_values(condition)))
-        elif _made_of(condition, raw_values, CHEAP_FUNCTIONS):
-            compiled = compile_expression(condition, scope)[0]
-            ranked.append(_Condition(1, position, compiled, _reads_values(condition)))
-        elif (bound := _bound_of(condition, raw_values, scope)) is not None:
-            # The bound reads literals only; what it is compared with may be a value.
-            ranked.append(_Condition(2, position, bound, _reads_values(condition[2])))
-    ranked.sort(key=lambda condition: (condition.rank, condition.position))
-    return ranked
+    ranked: list[tuple[int, int, Compiled]] = []
+    for position, written in enumerate(conditions):
+        condition = _inlined(written, raw_values)
+        if _made_of(condition, TRANSACTION_FUNCTIONS):
+            ranked.append((0, position, compile_expression(condition, scope)[0]))
+        elif _made_of(condition, CHEAP_FUNCTIONS):
+            ranked.append((1, position, compile_expression(condition, scope)[0]))
+        elif (bound := _bound_of(condition, scope)) is not None:
+            ranked.append((2, position, bound))
+        elif _made_of(condition, SCREENING_FUNCTIONS):
+            ranked.append((3, position, compile_expression(condition, scope)[0]))
+    ranked.sort(key=lambda item: item[:2])
+    return tuple(guard for _, _, guard in ranked)
 
 
-def _reads_values(raw: Any) -> bool:
+def _inlined(raw: Any, raw_values: Mapping[str, Any]) -> Any:
+    """``raw`` with every value replaced by its expression (values may use earlier ones)."""
     if not isinstance(raw, list) or not raw:
-        return False
-    return raw[0] == "value" or any(_reads_values(arg) for arg in raw[1:])
+        return raw
+    if raw[0] == "value" and len(raw) == 2 and raw[1] in raw_values:
+        return _inlined(raw_values[raw[1]], raw_values)
+    return [raw[0], *(_inlined(arg, raw_values) for arg in raw[1:])]
 
 
-def _made_of(raw: Any, raw_values: Mapping[str, Any], functions: frozenset[str]) -> bool:
+def _made_of(raw: Any, functions: frozenset[str]) -> bool:
     if not isinstance(raw, list):
         return True
-    if raw[0] == "value":
-        return _made_of(raw_values[raw[1]], raw_values, functions)
-    return raw[0] in functions and all(_made_of(arg, raw_values, functions) for arg in raw[1:])
+    return raw[0] in functions and all(_made_of(arg, functions) for arg in raw[1:])
 
 
-def _bound_of(condition: Any, raw_values: Mapping[str, Any], scope: Scope) -> Compiled | None:
+def _bound_of(condition: Any, scope: Scope) -> Compiled | None:
     """``bound(aggregate) >= right`` for a ``gte``/``gt`` of an aggregate with a bound."""
     if not isinstance(condition, list) or condition[0] not in ("gte", "gt"):
         return None
     left = condition[1]
-    while isinstance(left, list) and left[0] == "value":
-        left = raw_values[left[1]]
     if not isinstance(left, list) or left[0] not in UPPER_BOUNDS:
         return None
     spec = FUNCTIONS[left[0]]

@@ -53,7 +53,6 @@ from rules.expressions import (
     Scope,
     compile_expression,
     compile_guards,
-    compile_screen,
     parse_currencies,
     parse_flag,
     parse_members,
@@ -129,12 +128,9 @@ class Rule:
     cooldown_hours: int
     reason: str
     when: Compiled
-    # Cheap necessary conditions of ``when`` (see compile_guards), checked before it;
-    # they may compute values, so the context is emptied again before ``when`` runs.
+    # Necessary conditions of ``when`` reading none of its values (see compile_guards),
+    # asked before the context is prepared for the rule.
     guards: tuple[Compiled, ...]
-    # A necessary condition reading none of the values (see compile_screen), asked
-    # before the context is prepared for the rule; None if there is none.
-    screen: Compiled | None
     applies_to: AppliesTo
     params: Mapping[str, Any]
     values: Mapping[str, Compiled]
@@ -278,7 +274,6 @@ def _parse_rule(raw: Any, source: str, index: int) -> Rule:
     if kind is not Kind.BOOL:
         raise fail("when", f"must yield a bool, yields a {kind}")
     guards = compile_guards(raw["when"], raw_values, Scope(param_kinds, value_kinds))
-    screen = compile_screen(raw["when"], when, raw_values, Scope(param_kinds, value_kinds))
     reason = raw["reason"]
     if not isinstance(reason, str):
         raise fail("reason", "must be a string")
@@ -295,7 +290,6 @@ def _parse_rule(raw: Any, source: str, index: int) -> Rule:
         reason=reason,
         when=when,
         guards=guards,
-        screen=screen,
         applies_to=_parse_applies_to(raw.get("applies_to", {}), fail),
         params=params,
         values=dict(values),

@@ -32,7 +32,6 @@ from rules.expressions import (
     compile_expression,
     compile_filter,
     compile_guards,
-    compile_screen,
     register,
 )
 from rules.state import CustomerState, TxEvent
@@ -699,48 +698,50 @@ def test_guards_are_the_cheap_and_bounded_conditions_cheapest_first(
     assert [guard(cheap.ctx) for guard in guards] == [False, True]
 
 
-def test_cheap_conditions_are_guards_only_when_they_come_out_of_order() -> None:
+def test_every_cheap_condition_is_a_guard_cheapest_first() -> None:
     scope = Scope(params={}, values={})
-    in_order = ["all", ["gte", ["tx_amount", "CNY"], 500], ["gte", ["history_days"], 7]]
-    assert compile_guards(in_order, {}, scope) == ()
-    reordered = ["all", ["gte", ["history_days"], 7], ["gte", ["tx_amount", "CNY"], 500]]
-    assert len(compile_guards(reordered, {}, scope)) == 2
+    when = ["all", ["gte", ["history_days"], 7], ["gte", ["tx_amount", "CNY"], 500]]
+    assert len(compile_guards(when, {}, scope)) == 2
+    single = ["gte", ["tx_amount", "CNY"], 500]
+    assert len(compile_guards(single, {}, scope)) == 1
 
 
-def test_the_screen_is_the_cheapest_condition_reading_no_value(pboc_engine: RuleEngine) -> None:
-    values = {"total": ["window_total", 24, "CNY", {}], "big": ["tx_amount", "CNY"]}
-    scope = Scope(params={}, values=dict.fromkeys(values, Kind.NUMBER))
-    when = [
-        "all",
-        ["gte", ["value", "big"], 500],  # cheap, but reads a value
-        ["gte", ["value", "total"], 1000],  # a bound of the daily totals, reading none
-    ]
-    compiled, _ = compile_expression(when, scope)
-    screen = compile_screen(when, compiled, values, scope)
-    assert screen is not None and screen is not compiled
-    small = probe(pboc_engine, tx("600"), history=[tx("300", at=-HOUR)])
-    large = probe(pboc_engine, tx("600"), history=[tx("900", at=-HOUR)])
-    assert (screen(small.ctx), screen(large.ctx)) == (False, True)
-    assert small.ctx.values == {} and large.ctx.values == {}  # it computed no value
-
-
-def test_a_when_reading_no_value_screens_itself_and_one_reading_values_has_no_screen() -> None:
-    params = {"min_score": Kind.NUMBER}
-    screening = ["gte", ["watchlist_score"], ["param", "min_score"]]
-    compiled, _ = compile_expression(screening, Scope(params=params, values={}))
-    assert compile_screen(screening, compiled, {}, Scope(params=params, values={})) is compiled
-    values = {"score": ["watchlist_score"]}
-    scope = Scope(params=params, values={"score": Kind.NUMBER})
-    through_a_value = ["gte", ["value", "score"], ["param", "min_score"]]
-    compiled, _ = compile_expression(through_a_value, scope)
-    assert compile_screen(through_a_value, compiled, values, scope) is None
-
-
-def test_every_packaged_rule_has_a_screen_or_reads_values_in_every_condition(
+def test_guards_read_a_value_through_its_expression_never_the_rules_values(
     pboc_engine: RuleEngine,
 ) -> None:
-    # The screens are what keeps most rules at one call per transaction.
-    without = [rule.id for rule in pboc_engine.pack.rules if rule.screen is None]
+    values = {"big": ["tx_amount", "CNY"], "total": ["window_total", 24, "CNY", {}]}
+    scope = Scope(params={}, values=dict.fromkeys(values, Kind.NUMBER))
+    when = ["all", ["gte", ["value", "total"], 1000], ["gte", ["value", "big"], 500]]
+    guards = compile_guards(when, values, scope)
+    assert len(guards) == 2  # the cheap one first, then the bound
+    small = probe(pboc_engine, tx("600"), history=[tx("300", at=-HOUR)])
+    # Values another rule left behind under the same names change nothing.
+    small.ctx.values.update(big=Decimal(0), total=Decimal(10**9))
+    assert [guard(small.ctx) for guard in guards] == [True, False]
+    large = probe(pboc_engine, tx("600"), history=[tx("900", at=-HOUR)])
+    assert [guard(large.ctx) for guard in guards] == [True, True]
+    assert large.ctx.values == {}  # computed nothing into them either
+
+
+def test_a_name_screening_is_a_guard_after_the_bounds() -> None:
+    params = {"min_score": Kind.NUMBER}
+    values = {"score": ["watchlist_score"], "total": ["day_total", "CNY", {}]}
+    scope = Scope(params=params, values=dict.fromkeys(values, Kind.NUMBER))
+    when = [
+        "all",
+        ["gte", ["value", "score"], ["param", "min_score"]],
+        ["gte", ["value", "total"], 1000],
+        ["lt", ["day_count", {}], 3],  # an aggregate without a bound here: left to when
+    ]
+    assert len(compile_guards(when, values, scope)) == 2
+
+
+def test_every_packaged_rule_but_the_foreign_currency_reports_has_guards(
+    pboc_engine: RuleEngine,
+) -> None:
+    # Guards are what keeps most rules at one or two calls per transaction; a day total
+    # in USD has no cheap bound.
+    without = [rule.id for rule in pboc_engine.pack.rules if not rule.guards]
     assert without == [
         "LVT-CASH-FX",
         "LVT-CORP-TRANSFER-FX",
