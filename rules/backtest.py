@@ -40,7 +40,9 @@ def run_backtest(
         state = states.get(tx.customer_id)
         if state is None:
             state = states[tx.customer_id] = CustomerState()
-        yield from engine.process(state, tx, customers.get(tx.customer_id)).detections
+        detections = engine.process(state, tx, customers.get(tx.customer_id)).detections
+        if detections:
+            yield from detections
         if on_processed is not None:
             on_processed()
 

@@ -101,6 +101,54 @@ class EvalContext:
 Compiled = Callable[[EvalContext], Any]
 
 
+class ParamRead:
+    """The compiled ``["param", name]``: the rule's parameter, read from the context.
+
+    A comparison with a parameter reads it itself (see ``compare``): one call fewer per
+    comparison, and most guards compare something with a parameter.
+    """
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, ctx: EvalContext) -> Any:
+        return ctx.params[self.name]
+
+
+def compare(left: Compiled, right: Compiled, operator: str) -> Compiled:
+    """``bool(left(ctx) <operator> right(ctx))``, reading a parameter on the right directly.
+
+    Written out per operator: a call to an operator function would cost what is saved.
+    """
+    if isinstance(right, ParamRead):
+        name = right.name
+        match operator:
+            case ">=":
+                return lambda ctx: bool(left(ctx) >= ctx.params[name])
+            case ">":
+                return lambda ctx: bool(left(ctx) > ctx.params[name])
+            case "<=":
+                return lambda ctx: bool(left(ctx) <= ctx.params[name])
+            case "<":
+                return lambda ctx: bool(left(ctx) < ctx.params[name])
+            case "==":
+                return lambda ctx: bool(left(ctx) == ctx.params[name])
+    match operator:
+        case ">=":
+            return lambda ctx: bool(left(ctx) >= right(ctx))
+        case ">":
+            return lambda ctx: bool(left(ctx) > right(ctx))
+        case "<=":
+            return lambda ctx: bool(left(ctx) <= right(ctx))
+        case "<":
+            return lambda ctx: bool(left(ctx) < right(ctx))
+        case "==":
+            return lambda ctx: bool(left(ctx) == right(ctx))
+    raise ValueError(f"unknown comparison {operator!r}")
+
+
 # A filter's direction, given the transaction's: a lookup, as it is asked per aggregate.
 _COUNTED_DIRECTION: dict[tuple[str, Direction], Direction | None] = {
     (relative, direction): counted
@@ -350,13 +398,7 @@ def _bound_of(condition: Any, scope: Scope) -> Compiled | None:
     if bound is None:
         return None
     right, _ = compile_expression(condition[2], scope)
-    return _bound_check(bound, right, strict=condition[0] == "gt")
-
-
-def _bound_check(bound: Compiled, right: Compiled, *, strict: bool) -> Compiled:
-    if strict:
-        return lambda ctx: bool(bound(ctx) > right(ctx))
-    return lambda ctx: bool(bound(ctx) >= right(ctx))
+    return compare(bound, right, ">" if condition[0] == "gt" else ">=")
 
 
 def _expected_kinds(spec: FunctionSpec, count: int, path: str) -> tuple[Kind, ...]:

@@ -16,7 +16,16 @@ from decimal import Decimal
 from typing import Any
 
 from core.transaction import Direction
-from rules.expressions import Compiled, EvalContext, EventFilter, Kind, register, upper_bound
+from rules.expressions import (
+    Compiled,
+    EvalContext,
+    EventFilter,
+    Kind,
+    ParamRead,
+    compare,
+    register,
+    upper_bound,
+)
 from rules.state import TxEvent
 
 N, B, S, A = Kind.NUMBER, Kind.BOOL, Kind.STRING, Kind.ANY
@@ -79,31 +88,31 @@ def not_(condition: Compiled) -> Compiled:
 @register("gte", (N, N), B)
 def gte(left: Compiled, right: Compiled) -> Compiled:
     """left >= right (thresholds are inclusive: 含本数)."""
-    return lambda ctx: bool(left(ctx) >= right(ctx))
+    return compare(left, right, ">=")
 
 
 @register("gt", (N, N), B)
 def gt(left: Compiled, right: Compiled) -> Compiled:
     """left > right."""
-    return lambda ctx: bool(left(ctx) > right(ctx))
+    return compare(left, right, ">")
 
 
 @register("lte", (N, N), B)
 def lte(left: Compiled, right: Compiled) -> Compiled:
     """left <= right."""
-    return lambda ctx: bool(left(ctx) <= right(ctx))
+    return compare(left, right, "<=")
 
 
 @register("lt", (N, N), B)
 def lt(left: Compiled, right: Compiled) -> Compiled:
     """left < right."""
-    return lambda ctx: bool(left(ctx) < right(ctx))
+    return compare(left, right, "<")
 
 
 @register("eq", (A, A), B)
 def eq(left: Compiled, right: Compiled) -> Compiled:
     """left == right (numbers, strings or booleans)."""
-    return lambda ctx: bool(left(ctx) == right(ctx))
+    return compare(left, right, "==")
 
 
 @register("between", (N, N, N), B)
@@ -175,7 +184,7 @@ def max_(left: Compiled, right: Compiled) -> Compiled:
 @register("param", (Kind.NAME,), A)
 def param(name: str) -> Compiled:
     """A parameter of the rule (its ``[rule.params]`` table)."""
-    return lambda ctx: ctx.params[name]
+    return ParamRead(name)
 
 
 @register("value", (Kind.NAME,), A)

@@ -202,6 +202,9 @@ def test_number_comparisons(
 ) -> None:
     p = probe(pboc_engine, params={"left": Decimal(left), "right": Decimal(right)})
     assert p([function, ["param", "left"], ["param", "right"]]) is expected
+    # A parameter on the right is read by the comparison itself; any other side is called.
+    assert p([function, ["param", "left"], 50000]) is expected
+    assert p([function, ["add", ["param", "left"], 0], ["param", "right"]]) is expected
     assert f"{function} needs a number here, got a string" in refused([function, 1, "x"]).problem
 
 
