@@ -831,7 +831,7 @@ def build_feature_matrix(
     ]
     fen = np.array(fen_list, dtype=np.int64)
     log_amount = np.array(list(map(_log_amount, fen_list)), dtype=np.float64)
-    # Enum members or their values alike: a StrEnum equals and hashes as its value.
+    # Enum members or their values alike: str() of a Direction or Channel is its value.
     is_in = (
         np.array([str(value) for value in sorted_tx["direction"].tolist()]) == Direction.IN.value
     )
