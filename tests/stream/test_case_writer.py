@@ -257,3 +257,82 @@ def test_a_batch_whose_detections_are_refused_keeps_its_transactions_and_leaves_
     assert list(refused) == [0]
     assert "refused a batch's 2 detections" in caplog.text
     assert counted(registry) == {("alert", "opened"): 1}
+
+
+def test_batches_that_come_while_the_writer_is_busy_are_committed_together(
+    database_url: URL, tmp_path: Path
+) -> None:
+    registry = CollectorRegistry()
+    batches = [
+        ([transaction("tx-1", "C1", "10.00")], [detection("C1", "tx-1")]),
+        ([transaction("tx-22", "C2", "60000.00")], []),
+        (
+            [transaction("tx-333", "C1", "30.00")],
+            [detection("C1", "tx-333", detector="external-screening")],
+        ),
+    ]
+    with opened_store(database_url, tmp_path) as store:
+        with store.session_scope() as session:
+            load_reference(
+                session, tmp_path, [manager("M1")], [customer("C1", "M1"), customer("C2", "M1")]
+            )
+        writer = writer_for(store, registry)
+        statements: list[str] = []
+
+        async def scenario() -> list[dict[str, int]]:
+            seen_by_each: list[dict[str, int]] = []
+
+            async def keep(transactions: list[Transaction], detections: list[Any]) -> None:
+                await writer.keep_batch(transactions, detections)
+                seen_by_each.append(await asyncio.to_thread(stored_counts, store))
+
+            # The first batch starts the writer; the others come before it is done.
+            await asyncio.gather(*(keep(*batch) for batch in batches))
+            return seen_by_each
+
+        with listening(store, statements):
+            seen_by_each = asyncio.run(asyncio.wait_for(scenario(), 30))
+        assert stored_counts(store) == {
+            "transactions": 3,
+            "cases": 1,
+            "alerts": 2,
+            "large_value_reports": 0,
+        }
+    inserts = [
+        sql for sql in statements if sql.lstrip().upper().startswith("INSERT INTO TRANSACTIONS")
+    ]
+    assert len(inserts) == 1, "the three batches were kept in one database transaction"
+    assert all(counts["transactions"] == 3 for counts in seen_by_each), (
+        "no batch's wait ends before its rows are committed"
+    )
+    assert counted(registry) == {("alert", "opened"): 1, ("alert", "joined"): 1}
+
+
+def test_a_refused_batch_in_a_group_leaves_only_its_own_detections_to_the_topic(
+    database_url: URL, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    if database_url.get_backend_name() == "sqlite":
+        pytest.skip("SQLite keeps a value of any length in any column")
+    refused_alert = detection("C1", "tx-1", detector="x" * 65)
+    fine_alert = detection("C1", "tx-22")
+    registry = CollectorRegistry()
+    with opened_store(database_url, tmp_path) as store:
+        with store.session_scope() as session:
+            load_reference(session, tmp_path, [manager("M1")], [customer("C1", "M1")])
+        writer = writer_for(store, registry)
+
+        async def scenario() -> None:
+            await asyncio.gather(
+                writer.keep_batch([transaction("tx-1", "C1", "10.00")], [refused_alert]),
+                writer.keep_batch([transaction("tx-22", "C1", "20.00")], [fine_alert]),
+            )
+
+        asyncio.run(asyncio.wait_for(scenario(), 30))
+        assert stored_counts(store) == {
+            "transactions": 2,
+            "cases": 1,
+            "alerts": 1,
+            "large_value_reports": 0,
+        }
+    assert "refused a batch's 1 detections" in caplog.text
+    assert counted(registry) == {("alert", "opened"): 1}
