@@ -54,3 +54,20 @@ def test_stream_bench_writes_a_complete_result(tmp_path: Path) -> None:
         / result["bare_agent"]["messages_per_second"],
         abs=1e-4,
     )
+
+
+@pytest.mark.integration
+def test_the_floor_run_is_the_pipeline_without_its_aml_work(tmp_path: Path) -> None:
+    """--floor runs the worker with bench/floor_pack.toml and no model, writes apart from
+    the pipeline's result by default, and says so in the result."""
+    out = tmp_path / "results" / "stream_floor.json"
+
+    run = run_bench_script("stream_bench.py", *SMALL_WORKLOAD, "--floor", out=out)
+    result = run.result
+    assert result["parameters"]["floor"] is True
+    assert result["pipeline"]["measured_messages"] > 0
+    outcome = result["pipeline"]["outcome"]
+    assert outcome["transactions_scored"] == 0, "no model in the floor run"
+    assert outcome["detections_emitted"]["alert"] == 0
+    assert outcome["detections_emitted"]["report"] == 0
+    assert "│ floor " in run.stdout, "the table names the run as the floor"
