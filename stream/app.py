@@ -60,14 +60,12 @@ from core.errors import InvalidInput
 from core.settings import Settings
 from core.transaction import InvalidTransaction, Transaction, decode_transaction
 from models.features import country_risk_from_lists
-from models.scoring import outside_cooldown
 from rules.engine import ProcessResult, RuleEngine
-from rules.state import CustomerState
+from stream.batch_detection import BatchDetection
 from stream.customer_table import (
     RECORD_FLUSH_SECONDS,
     RECORD_FLUSH_STAGES,
     ChangelogBatches,
-    CustomerRecord,
     CustomerTable,
 )
 from stream.customers import CustomerDirectory
@@ -82,7 +80,7 @@ from stream.offsets import (
     watch_stream_offsets,
 )
 from stream.partitioning import partition_of
-from stream.scoring import BehaviourTracker, LiveModel, ScoringBatch
+from stream.scoring import BehaviourTracker, LiveModel
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +89,6 @@ log = logging.getLogger(__name__)
 PRODUCER_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 CUSTOMERS_REFRESH_SECONDS = 10.0
 SOURCE_POSITION_HEADER = "amlwatch.source.position"
-# Where a customer's state remembers its last anomaly alert (beside the rules' cool-downs).
-ANOMALY_COOLDOWN_KEY = "anomaly:cooldown"
 # Tansu makes the first group join wait half the session timeout: keep it short in dev.
 DEV_SESSION_TIMEOUT_SECONDS = 4.0
 # A batch pays once for its changelog round trip, case-store commit and forest call;
@@ -569,45 +565,34 @@ async def _apply_batch_alone(
     """Rules per transaction, the batch's anomaly scores, detections out, then records
     staged (flushed when a flush is due); what was applied, and a future done when the
     batch's writes are durable."""
-    engine, table, metrics = built.engine, built.customer_table, built.metrics
+    table, metrics = built.customer_table, built.metrics
     model = built.live_model.current  # one version per batch: a reload swaps between batches
-    working: dict[str, CustomerRecord] = {}  # this batch's records, read once, staged once
-    changed: set[str] = set()
-    applied: list[tuple[Transaction, ProcessResult]] = []
+    detecting = BatchDetection(
+        built.engine,
+        built.behaviour,
+        built.customers.get,
+        table.get,
+        table.tz,
+        scoring=model is not None,
+    )
+    working, applied = detecting.working, detecting.applied  # records read once, staged once
     deliveries: list[Awaitable[Any]] = []  # of the detections and dead letters sent
-    to_score = ScoringBatch()
     try:
         for item in batch:
-            tx = item.tx
-            record = working.get(tx.customer_id) or table.get(tx.customer_id)
-            if record is None:
-                record = CustomerRecord.new(table.tz)
-            working[tx.customer_id] = record
-            customer = built.customers.get(tx.customer_id)
             try:
-                result = engine.process(record.rules, tx, customer, item.position)
+                detecting.apply(item.tx, item.position)
             except InvalidInput as exc:
                 # Valid by contract but not processable here, e.g. no rate for its currency.
                 deliveries.append(
                     await dead_letter(item.event, NO_REFERENCE_DATA_REASON, str(exc), None)
                 )
-                continue
-            applied.append((tx, result))
-            if result.duplicate:
-                continue
-            changed.add(tx.customer_id)
-            row = built.behaviour.observe(record.profile, tx, customer, scoring=model is not None)
-            if row is not None:
-                to_score.add(tx, row)
         anomalies: dict[str, Detection] = {}
+        to_score = detecting.to_score
         if model is not None and len(to_score):
             # The forest call is CPU-bound: off the event loop, so heartbeats and the
             # web port stay responsive.
             found = await asyncio.to_thread(to_score.detections, model, table.tz)
-            kept = [d for d in found if _take_anomaly(working[d.customer_id].rules, d)]
-            anomalies = {detection.trigger_tx_id: detection for detection in kept}
-            for detection in kept:
-                engine.remember(working[detection.customer_id].rules, (detection,))
+            anomalies = detecting.take_anomalies(found)
             metrics.scored.inc(len(to_score))
         sent: list[Detection] = []
         for tx, result in applied:
@@ -616,7 +601,9 @@ async def _apply_batch_alone(
                 detections = (*detections, anomalies[tx.tx_id])
             deliveries += await _emit(built, detections, counted=not result.duplicate)
             sent += detections
-        stored = table.stage({customer_id: working[customer_id] for customer_id in changed})
+        stored = table.stage(
+            {customer_id: working[customer_id] for customer_id in detecting.changed}
+        )
         if table.flush_due():
             table.flush()
         # Acknowledged once its detections and dead letters are delivered, its records
@@ -656,15 +643,6 @@ async def _until_durable(size: int, durable: asyncio.Future[Any]) -> None:
                 size,
                 waited,
             )
-
-
-def _take_anomaly(state: CustomerState, detection: Detection) -> bool:
-    """Apply the per-customer anomaly cool-down, remembering the alerts it lets through."""
-    at = detection.created_at.timestamp()
-    if not outside_cooldown(state.fired.get(ANOMALY_COOLDOWN_KEY), at):
-        return False
-    state.fired[ANOMALY_COOLDOWN_KEY] = at
-    return True
 
 
 def _rekeyed_position(event: EventT) -> Position | None:
