@@ -107,6 +107,21 @@ def outside_cooldown(
     return last_alert_at is None or abs(at - last_alert_at) >= hours * 3600.0
 
 
+class AnomalyCooldowns:
+    """Each customer's last anomaly alert, and which further alerts the cool-down lets
+    through; the backtest and the worker both take alerts through it, in event order."""
+
+    def __init__(self) -> None:
+        self.last_alert_at: dict[str, float] = {}
+
+    def take(self, customer_id: str, at: float) -> bool:
+        """Whether an alert at event time ``at`` may fire; if so it becomes the last one."""
+        if not outside_cooldown(self.last_alert_at.get(customer_id), at):
+            return False
+        self.last_alert_at[customer_id] = at
+        return True
+
+
 @dataclass(frozen=True, slots=True)
 class Scored:
     """Risk of each row (0-1, higher is riskier) and whether it crosses the threshold."""

@@ -29,9 +29,9 @@ from models.features import FEATURE_NAMES, build_feature_matrix, country_risk_fr
 from models.registry import active_version, load
 from models.scoring import (
     ANOMALY_DETECTOR,
+    AnomalyCooldowns,
     anomaly_detection,
     explain,
-    outside_cooldown,
     score_batch,
     warmed_up,
 )
@@ -391,13 +391,12 @@ def score_with_active_model(
         scored = score_batch(detector, features.to_numpy(dtype=np.float64)[due])
     with phases.measure("anomalies"):
         anomalies = []
-        last_alert_at: dict[str, float] = {}  # per customer, as the worker's state keeps it
+        cooldowns = AnomalyCooldowns()
         for position in np.flatnonzero(scored.alert):
             row = due[position]
             tx = known[row]
-            if not outside_cooldown(last_alert_at.get(tx.customer_id), tx.event_epoch):
+            if not cooldowns.take(tx.customer_id, tx.event_epoch):
                 continue
-            last_alert_at[tx.customer_id] = tx.event_epoch
             values = features.iloc[row]
             anomalies.append(
                 anomaly_detection(

@@ -19,7 +19,7 @@ from datetime import tzinfo
 from core.customer import Customer
 from core.detection import Detection
 from core.transaction import Transaction
-from models.scoring import outside_cooldown
+from models.scoring import AnomalyCooldowns
 from rules.engine import ProcessResult, RuleEngine
 from stream.customer_table import CustomerRecord
 from stream.scoring import BehaviourTracker, ScoringBatch
@@ -46,8 +46,8 @@ class BatchDetection:
     changed: set[str] = field(default_factory=set)
     applied: list[tuple[Transaction, ProcessResult]] = field(default_factory=list)
     to_score: ScoringBatch = field(default_factory=ScoringBatch)
-    # Each customer's last anomaly alert as the batch found it (absent: none remembered).
-    last_anomaly_at: dict[str, float] = field(default_factory=dict)
+    # Seeded with each customer's last anomaly alert as the batch first found it.
+    cooldowns: AnomalyCooldowns = field(default_factory=AnomalyCooldowns)
 
     def apply(self, tx: Transaction, position: tuple[str, int] | None) -> ProcessResult:
         """Apply ``tx`` to its customer's record; InvalidInput when it cannot be processed
@@ -59,7 +59,7 @@ class BatchDetection:
             self.working[customer_id] = record
             last = record.rules.fired.get(ANOMALY_COOLDOWN_KEY)
             if last is not None:
-                self.last_anomaly_at[customer_id] = last
+                self.cooldowns.last_alert_at[customer_id] = last
         customer = self.customer_of(customer_id)
         result = self.engine.process(record.rules, tx, customer, position)
         self.applied.append((tx, result))
@@ -74,15 +74,12 @@ class BatchDetection:
         """The anomaly detections outside their customer's cool-down, by trigger tx_id, in
         the order found (the batch's); each customer's record remembers the last taken
         and keeps the detections for re-emission on a redelivery."""
-        last_anomaly_at = self.last_anomaly_at
         kept = []
         for detection in found:
             at = detection.created_at.timestamp()
-            if outside_cooldown(last_anomaly_at.get(detection.customer_id), at):
-                last_anomaly_at[detection.customer_id] = at
+            if self.cooldowns.take(detection.customer_id, at):
+                rules = self.working[detection.customer_id].rules
+                rules.fired[ANOMALY_COOLDOWN_KEY] = at
+                self.engine.remember(rules, (detection,))
                 kept.append(detection)
-        for detection in kept:
-            rules = self.working[detection.customer_id].rules
-            rules.fired[ANOMALY_COOLDOWN_KEY] = last_anomaly_at[detection.customer_id]
-            self.engine.remember(rules, (detection,))
         return {detection.trigger_tx_id: detection for detection in kept}

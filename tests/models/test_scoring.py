@@ -15,6 +15,7 @@ from models.detector import AnomalyDetector
 from models.features import FEATURE_NAMES
 from models.scoring import (
     WARMUP_DAYS,
+    AnomalyCooldowns,
     anomaly_detection,
     explain,
     outside_cooldown,
@@ -124,3 +125,17 @@ def test_anomaly_cooldown_lets_one_alert_per_customer_per_day() -> None:
     assert not outside_cooldown(1_000.0, 1_000.0 + day - 1)
     assert outside_cooldown(1_000.0, 1_000.0 + day)
     assert not outside_cooldown(1_000.0 + day, 1_000.0 + 1), "a late transaction too"
+
+
+def test_anomaly_cooldowns_remember_the_last_alert_taken_per_customer() -> None:
+    day = 24 * 3600.0
+    cooldowns = AnomalyCooldowns()
+    taken = [
+        cooldowns.take("C1", 0.0),
+        cooldowns.take("C1", day - 1),  # held back: not remembered
+        cooldowns.take("C2", day - 1),  # another customer's own
+        cooldowns.take("C1", day),
+        cooldowns.take("C1", 2 * day - 1),  # within a day of the last taken
+    ]
+    assert taken == [True, False, True, True, False]
+    assert cooldowns.last_alert_at == {"C1": day, "C2": day - 1}
