@@ -36,7 +36,10 @@ from typing import Any
 from core.detection import Detection
 from core.transaction import Channel, Direction
 
-# More than a customer can have in flight between two offset commits of the worker.
+# More than a customer can have in flight between two offset commits on a live stream.
+# A redelivery re-sends the detections of these arrivals only; a backlog can have more
+# in flight, but what they fired is on its topics before the state that applied them is
+# written (the worker's changelog waits for those deliveries), so nothing is lost.
 ARRIVALS_KEPT = 64
 
 

@@ -29,10 +29,12 @@ customer's transactions with their table entries whatever key (or none) the upst
 producer used. The two paths never process at the same time (one lock), and each keeps
 its own source positions, since each is in order only within itself.
 
-A batch's detections are all sent before any of its records is written: after a crash
-a transaction comes again, finds the record without it and fires the same detections
-(same ids) again, or finds it already applied and re-sends what it fired the first
-time, anomaly detections included (the record keeps them beside the rules'). Either
+A batch's detections and dead letters are all delivered (acknowledged by the broker)
+before any of its records is written to the changelog. After a crash a transaction
+comes again and either finds the record without it and fires the same detections (same
+ids) again, or finds it already applied, what it fired already on its topics, and
+re-sends what the record still remembers of it (anomaly detections included: the
+record keeps them beside the rules'), for a case store that missed the batch. Either
 way nothing is lost and downstream de-duplicates by detection id. A redelivered
 transaction is never scored again: its profile already holds it.
 """
@@ -602,7 +604,8 @@ async def _apply_batch_alone(
             deliveries += await _emit(built, detections, counted=not result.duplicate)
             sent += detections
         stored = table.stage(
-            {customer_id: working[customer_id] for customer_id in detecting.changed}
+            {customer_id: working[customer_id] for customer_id in detecting.changed},
+            after=deliveries,
         )
         if table.flush_due():
             table.flush()

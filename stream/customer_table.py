@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 from functools import partial
@@ -45,9 +45,16 @@ class ChangelogBatches:
     table's partitioner).
 
     Each call's batches are queued after the previous call's, so a key's later value is
-    never written before its earlier one. The returned future is done when every record
-    of the call is in the changelog: a batch's input is acknowledged only then, so a
-    worker killed before it has not committed past a state change it never stored.
+    never written before its earlier one, and after the deliveries it is given
+    (``after``): the detections and dead letters of the batches whose effects the records
+    hold. A record in the changelog says "these transactions were applied", and a
+    redelivered transaction that finds itself applied re-sends only what its record still
+    remembers (a customer's recent detections); so what it fired must be on its topic
+    before the record is. Sending first is not enough: with partitions on several brokers
+    the changelog's leader can acknowledge while a detection's request still fails.
+    The returned future is done when every record of the call is in the changelog: a
+    batch's input is acknowledged only then, so a worker killed before it has not
+    committed past a state change it never stored.
     """
 
     def __init__(
@@ -64,13 +71,17 @@ class ChangelogBatches:
         self.max_batch_bytes = max_batch_bytes
         self._queued: asyncio.Future[None] | None = None
 
-    def send(self, records: Iterable[tuple[bytes, bytes]]) -> asyncio.Future[None]:
-        """Queue ``(key, value)`` records; the future is done when all are stored."""
+    def send(
+        self, records: Iterable[tuple[bytes, bytes]], after: Sequence[Awaitable[Any]] = ()
+    ) -> asyncio.Future[None]:
+        """Queue ``(key, value)`` records, to be sent once every delivery in ``after`` is
+        done; the future is done when all are stored, and fails, with nothing sent, if a
+        delivery in ``after`` failed."""
         by_partition: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
         for key, value in records:
             by_partition[partition_of(key, self.partitions)].append((key, value))
         queued: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        stored = asyncio.ensure_future(self._send(by_partition, self._queued, queued))
+        stored = asyncio.ensure_future(self._send(by_partition, self._queued, after, queued))
         self._queued = queued
         return stored
 
@@ -78,11 +89,14 @@ class ChangelogBatches:
         self,
         by_partition: dict[int, list[tuple[bytes, bytes]]],
         previous: asyncio.Future[None] | None,
+        after: Sequence[Awaitable[Any]],
         queued: asyncio.Future[None],
     ) -> None:
         try:
             if previous is not None:
                 await previous
+            if after:
+                await asyncio.gather(*after)
             producer = self.producer()
             deliveries = []
             for partition, records in by_partition.items():
@@ -219,7 +233,9 @@ class CustomerTable:
     records are staged (:meth:`stage`) and encoded once per :meth:`flush`, however many
     batches changed them since; a staged record is what :meth:`get` returns, never the
     older bytes. The caller acknowledges a batch's input only when the flush that wrote
-    its records is done, so a crash before it re-reads that input, as before.
+    its records is done, so a crash before it re-reads that input, as before; and the
+    flush writes them only after the deliveries staged with them (see
+    :class:`ChangelogBatches`).
     """
 
     def __init__(
@@ -243,6 +259,8 @@ class CustomerTable:
         self.flush_after_stages = flush_after_stages
         self._decoded: OrderedDict[str, tuple[bytes, CustomerRecord]] = OrderedDict()
         self._staged: dict[str, CustomerRecord] = {}
+        # The deliveries of what the staged batches sent: written before their records.
+        self._staged_after: list[Awaitable[Any]] = []
         # Done when the staged records are in the changelog; made by the first stage.
         self._staged_stored: asyncio.Future[None] | None = None
         self._staged_since = 0.0  # monotonic time of the first stage since the last flush
@@ -265,13 +283,17 @@ class CustomerTable:
         self._keep_decoded(customer_id, raw, record)
         return record
 
-    def stage(self, records: Mapping[str, CustomerRecord]) -> asyncio.Future[None]:
+    def stage(
+        self, records: Mapping[str, CustomerRecord], after: Sequence[Awaitable[Any]] = ()
+    ) -> asyncio.Future[None]:
         """Take ``records`` (by customer_id) as the customers' values; the future is done
-        when a flush has put them in the table and its changelog."""
+        when a flush has put them in the table and its changelog, which it does only once
+        the deliveries in ``after`` (what the batch that changed them sent) are done."""
         if self._staged_stored is None:
             self._staged_stored = asyncio.get_running_loop().create_future()
             self._staged_since = time.monotonic()
         self._staged.update(records)
+        self._staged_after += after
         self._stages += 1
         # Shielded: one caller giving up must not cancel what the others wait for.
         return asyncio.shield(self._staged_stored)
@@ -289,8 +311,9 @@ class CustomerTable:
         stored = self._staged_stored
         if stored is None:
             return
-        staged = self._staged
+        staged, after = self._staged, self._staged_after
         self._staged, self._staged_stored, self._stages = {}, None, 0
+        self._staged_after = []
         data = self.table.data  # the store itself: the changelog is written below
         written = []
         for customer_id, record in staged.items():
@@ -299,7 +322,7 @@ class CustomerTable:
             data[key] = raw
             self._keep_decoded(customer_id, raw, record)
             written.append((key, raw))
-        self.changelog.send(written).add_done_callback(partial(_pass_on, stored))
+        self.changelog.send(written, after).add_done_callback(partial(_pass_on, stored))
 
     def abandon_staged(self, reason: BaseException) -> None:
         """Drop the staged records unwritten (a batch failed half-way through changing
@@ -308,6 +331,7 @@ class CustomerTable:
         for customer_id in self._staged:
             self._decoded.pop(customer_id, None)
         self._staged, self._staged_stored, self._stages = {}, None, 0
+        self._staged_after = []
         if stored is not None:
             stored.set_exception(reason)
 

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from stream.broker import EmbeddedBroker
 from stream.customer_table import ChangelogBatches
@@ -62,3 +62,62 @@ def test_a_call_after_a_failed_one_fails_too() -> None:
     failed, after = asyncio.run(scenario())
     assert isinstance(failed, ConnectionError)
     assert isinstance(after, ConnectionError), "v2 must not be written without v1 before it"
+
+
+def test_records_wait_for_the_deliveries_they_come_after(broker: EmbeddedBroker) -> None:
+    topic = f"changelog-{uuid.uuid4().hex[:8]}"
+    records = [(f"C{n}".encode(), f"applied-{n}".encode()) for n in range(6)]
+
+    async def scenario() -> tuple[int, bool, int]:
+        await ensure_topics(broker.bootstrap, [topic], PARTITIONS, 1)
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest"
+        )
+        await producer.start()
+        await consumer.start()
+        try:
+            detection_delivered = asyncio.get_running_loop().create_future()
+            changelog = ChangelogBatches(lambda: producer, topic, PARTITIONS)
+            stored = changelog.send(records, after=[detection_delivered])
+            before = await _read_for(consumer, seconds=1.5)
+            still_waiting = not stored.done()
+            detection_delivered.set_result(None)
+            await asyncio.wait_for(stored, 30)
+            return len(before), still_waiting, len(await _read_for(consumer, seconds=1.5))
+        finally:
+            await consumer.stop()
+            await producer.stop()
+
+    before, still_waiting, after = asyncio.run(scenario())
+    assert before == 0, "no record may reach the changelog before the detections it follows"
+    assert still_waiting
+    assert after == len(records)
+
+
+def test_a_failed_delivery_keeps_the_records_and_later_ones_out_of_the_changelog() -> None:
+    def producer_not_to_be_asked() -> AIOKafkaProducer:
+        raise AssertionError("records were about to be sent after a failed delivery")
+
+    async def scenario() -> list[BaseException | None]:
+        refused = asyncio.get_running_loop().create_future()
+        refused.set_exception(ConnectionRefusedError("the alerts topic's leader is gone"))
+        changelog = ChangelogBatches(producer_not_to_be_asked, "changelog", PARTITIONS)
+        first = changelog.send([(b"C1", b"v1")], after=[refused])
+        second = changelog.send([(b"C1", b"v2")])
+        return await asyncio.gather(first, second, return_exceptions=True)  # type: ignore[return-value]
+
+    first, second = asyncio.run(scenario())
+    assert isinstance(first, ConnectionRefusedError)
+    assert isinstance(second, ConnectionRefusedError), "v2 must not be written without v1"
+
+
+async def _read_for(consumer: AIOKafkaConsumer, *, seconds: float) -> list[object]:
+    """Whatever the consumer reads within ``seconds``."""
+    records: list[object] = []
+    deadline = asyncio.get_running_loop().time() + seconds
+    while (left := deadline - asyncio.get_running_loop().time()) > 0:
+        batches = await consumer.getmany(timeout_ms=int(left * 1000))
+        for batch in batches.values():
+            records.extend(batch)
+    return records

@@ -187,6 +187,26 @@ def test_abandoned_records_fail_their_batches_and_are_read_again_from_the_table(
     asyncio.run(scenario())
 
 
+def test_a_flush_writes_nothing_when_a_delivery_staged_with_the_records_failed() -> None:
+    # The table's changelog here has no producer: reaching it would fail differently.
+    table = table_holding({"C1": record_bytes(1)}, decoded_kept=10, flush_after_seconds=0.0)
+
+    async def scenario() -> None:
+        record = table.get("C1")
+        assert record is not None
+        record.rules.transactions = 2
+        refused = asyncio.get_running_loop().create_future()
+        refused.set_exception(ConnectionRefusedError("the alert was not delivered"))
+        first = table.stage({"C1": record}, after=[refused])
+        second = table.stage({"C1": record})
+        table.flush()
+        for stored in (first, second):
+            with pytest.raises(ConnectionRefusedError, match="not delivered"):
+                await stored
+
+    asyncio.run(scenario())
+
+
 @pytest.mark.integration
 def test_a_flush_writes_each_staged_customer_once_with_its_latest_record(
     broker: EmbeddedBroker,
