@@ -210,6 +210,16 @@ def export_audit(session: Session, *, start: datetime, end: datetime, out: TextI
     return written
 
 
+# populate_existing: a head cached by an earlier transaction of this session is stale.
+# Built once: every write to the case store starts with it.
+_LOCK_HEAD = (
+    select(AuditChainHeadRow)
+    .where(AuditChainHeadRow.id == _HEAD_ID)
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+
+
 def _locked_head(session: Session) -> AuditChainHeadRow:
     transaction = session.get_transaction()
     locked = session.info.get(_LOCKED_HEAD)
@@ -217,13 +227,7 @@ def _locked_head(session: Session) -> AuditChainHeadRow:
         # A savepoint rolled back expires the head, so it reloads as the database has it.
         head: AuditChainHeadRow = locked[1]
         return head
-    # populate_existing: a head cached by an earlier transaction of this session is stale.
-    head = session.scalars(
-        select(AuditChainHeadRow)
-        .where(AuditChainHeadRow.id == _HEAD_ID)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
+    head = session.scalars(_LOCK_HEAD).one()
     session.info[_LOCKED_HEAD] = (session.get_transaction(), head)
     return head
 
