@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from core.compiled import reduced_through_init
 from core.errors import LocatedInputError
 from core.reference import country_codes
 from core.transaction import MAX_ID_LENGTH
@@ -65,6 +66,9 @@ class Customer:
     def __repr__(self) -> str:
         # Keep names and ID numbers out of tracebacks and debug output.
         return f"Customer({self.customer_id!r}, {self.type.value}, {self.risk_rating.value})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return reduced_through_init(self)
 
     @property
     def corporate(self) -> bool:

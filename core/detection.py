@@ -14,6 +14,8 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
+from core.compiled import reduced_through_init
+
 
 class Severity(StrEnum):
     LOW = "low"
@@ -51,6 +53,9 @@ class Detection:
     score: float = 1.0
     values: Mapping[str, str] = field(default_factory=dict)
     pack: str | None = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return reduced_through_init(self)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (also the body of the alerts and reports topics)."""

@@ -770,7 +770,7 @@ def _ints(values: Iterable[int]) -> str:
     return ",".join(map(str, values))
 
 
-def _number(value: float | None) -> str:
+def _number(value: int | float | None) -> str:
     """A number or None as JSON: ``repr`` is what json.dumps writes for a finite float."""
     return "null" if value is None else repr(value)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, tzinfo
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -22,23 +22,10 @@ from core.detection import Detection, Outcome, detection_id
 from core.transaction import Transaction
 from rules.expressions import EvalContext
 from rules.pack import Rule, RulePack, customer_type_of
-from rules.reference_data import CountryLists, RateTable
-from rules.screening import WatchList
+from rules.reference_data import Reference
 from rules.state import CustomerState, TxEvent
 
 RECENT_DETECTIONS_KEPT = 16
-
-
-@dataclass(frozen=True)
-class Reference:
-    """Dated reference data the rules read (rates, country lists, watch list, calendar)."""
-
-    rates: RateTable
-    country_lists: CountryLists
-    watch_list: WatchList
-    timezone: tzinfo
-    home_currency: str = "CNY"
-    bank_country: str = "CN"
 
 
 @dataclass(frozen=True)

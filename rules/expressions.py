@@ -21,15 +21,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from core.customer import Customer
 from core.errors import InvalidInput
 from core.transaction import Channel, Direction, Transaction
+from rules.reference_data import Reference
 from rules.state import CustomerState, TxEvent
-
-if TYPE_CHECKING:
-    from rules.engine import Reference
 
 
 class Kind(StrEnum):

@@ -13,7 +13,7 @@ import re
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, tzinfo
 from decimal import ROUND_HALF_UP, Context, Decimal, Inexact, InvalidOperation
 from importlib import resources
 from pathlib import Path
@@ -132,6 +132,18 @@ class RateTable:
             raise InvalidInput("amount to convert is not a finite number")
         product = _EXACT.multiply(value, rate)
         return product.quantize(CENT, context=_ROUNDING)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Dated reference data the rules read (rates, country lists, watch list, calendar)."""
+
+    rates: RateTable
+    country_lists: CountryLists
+    watch_list: WatchList
+    timezone: tzinfo
+    home_currency: str = "CNY"
+    bank_country: str = "CN"
 
 
 # --------------------------------------------------------------------------- loaders
@@ -448,6 +460,7 @@ __all__ = [
     "CountryLists",
     "CountryRisk",
     "RateTable",
+    "Reference",
     "ReferenceDataError",
     "UnknownCurrency",
     "load_calendar",

@@ -517,7 +517,7 @@ def _from_fen(value: int | str) -> Decimal:
     return Decimal(value).scaleb(-2) if isinstance(value, int) else Decimal(value)
 
 
-def _time_step(at: float, previous: float | None) -> float:
+def _time_step(at: float, previous: float | None) -> int | float:
     """``at`` less the previous time when both are whole seconds (exact), else ``at``."""
     if previous is not None and at.is_integer() and previous.is_integer():
         return int(at - previous)

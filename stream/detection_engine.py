@@ -5,9 +5,9 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 from core.settings import Settings
-from rules.engine import Reference, RuleEngine
+from rules.engine import RuleEngine
 from rules.pack import load_pack, packaged_pack_path
-from rules.reference_data import load_country_lists, load_rates, load_watch_list
+from rules.reference_data import Reference, load_country_lists, load_rates, load_watch_list
 
 
 def build_rule_engine(settings: Settings) -> RuleEngine:

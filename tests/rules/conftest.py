@@ -14,9 +14,9 @@ import pytest
 from core.customer import Customer, CustomerType, RiskRating
 from core.detection import Detection
 from core.transaction import Transaction, transaction_from_mapping
-from rules.engine import Reference, RuleEngine
+from rules.engine import RuleEngine
 from rules.pack import load_pack, packaged_pack_path
-from rules.reference_data import load_country_lists, load_rates, load_watch_list
+from rules.reference_data import Reference, load_country_lists, load_rates, load_watch_list
 from rules.state import CustomerState
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

@@ -32,7 +32,7 @@ def alert(*tx_ids: str) -> Detection:
     return Detection(
         detection_id="d-" + "-".join(tx_ids),
         detector="TYP-TEST",
-        detector_version=1,
+        detector_version="1",
         outcome=Outcome.ALERT,
         severity=Severity.MEDIUM,
         customer_id="C1",

@@ -32,9 +32,9 @@ import pytest
 
 from core.transaction import Transaction, transaction_from_mapping
 from rules.backtest import in_event_order, run_backtest
-from rules.engine import Reference, RuleEngine
+from rules.engine import RuleEngine
 from rules.pack import load_pack, packaged_pack_path
-from rules.reference_data import load_country_lists, load_rates, load_watch_list
+from rules.reference_data import Reference, load_country_lists, load_rates, load_watch_list
 from rules.state import CustomerState
 from stream.simulator import SHANGHAI, derive_rng, generate_history, generate_reference
 

@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 import pytest
 
 from core.detection import Detection, Outcome, Severity
-from rules.engine import Reference, RuleEngine
+from rules.engine import RuleEngine
+from rules.reference_data import Reference
 from tests.rules.conftest import Ledger, customer
 
 CASES = frozenset({"positive", "negative", "boundary"})

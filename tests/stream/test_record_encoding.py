@@ -19,9 +19,9 @@ import pytest
 from core.transaction import Transaction, transaction_from_mapping
 from models.features import country_risk_from_lists
 from rules.backtest import in_event_order
-from rules.engine import Reference, RuleEngine
+from rules.engine import RuleEngine
 from rules.pack import load_pack, packaged_pack_path
-from rules.reference_data import load_country_lists, load_rates, load_watch_list
+from rules.reference_data import Reference, load_country_lists, load_rates, load_watch_list
 from stream.customer_table import CustomerRecord
 from stream.scoring import BehaviourTracker
 from stream.simulator import SHANGHAI, derive_rng, generate_history, generate_reference
