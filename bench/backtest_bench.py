@@ -34,6 +34,7 @@ from rich.console import Console
 from rich.progress import Progress, TaskID
 from rich.table import Table
 
+from core.compiled import MANIFEST as COMPILED_MANIFEST
 from core.customer import Customer
 from core.settings import Settings
 from core.transaction import Transaction, transaction_from_mapping
@@ -97,6 +98,7 @@ def main() -> None:
     cpu = sum(phases.cpu[phase] for phase in PHASES)
     result: dict[str, Any] = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "compiled": COMPILED_MANIFEST.exists(),  # per-transaction modules (setup.py)
         "machine": {
             "python": platform.python_version(),
             "platform": platform.platform(),

@@ -37,6 +37,7 @@ import sklearn  # type: ignore[import-untyped]
 from rich.console import Console
 from rich.table import Table
 
+from core.compiled import MANIFEST as COMPILED_MANIFEST
 from core.transaction import transaction_from_mapping
 from models.detector import AnomalyDetector
 from models.features import (
@@ -158,6 +159,7 @@ def main() -> None:
 
     result = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "compiled": COMPILED_MANIFEST.exists(),  # per-transaction modules (setup.py)
         "machine": {
             "python": platform.python_version(),
             "scikit_learn": sklearn.__version__,

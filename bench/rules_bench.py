@@ -30,6 +30,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from core.compiled import MANIFEST as COMPILED_MANIFEST
 from core.settings import Settings
 from core.transaction import Transaction, transaction_from_mapping
 from models.features import country_risk_from_lists
@@ -173,6 +174,7 @@ def main() -> None:
     )
     result = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "compiled": COMPILED_MANIFEST.exists(),  # per-transaction modules (setup.py)
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
         "transactions": len(transactions),
         "customers": args.customers,

@@ -72,6 +72,7 @@ from sqlalchemy import create_engine, func, select
 from alerts.actors import Actor, Role
 from alerts.database import AlertRow, make_engine, migrate, session_factory
 from alerts.imports import import_customers, import_managers
+from core.compiled import MANIFEST as COMPILED_MANIFEST
 from core.customer import Customer
 from core.settings import Settings
 from core.transaction import Transaction, transaction_from_mapping
@@ -824,8 +825,9 @@ def machine_facts() -> dict[str, Any]:
 
 
 def code_state() -> dict[str, Any]:
-    """The commit the workers run and its modified tracked files (others' work in
-    progress in the same tree changes the figures)."""
+    """The commit the workers run, its modified tracked files (others' work in progress
+    in the same tree changes the figures) and whether its per-transaction modules run
+    compiled (setup.py)."""
 
     def git(*args: str) -> str | None:
         try:
@@ -846,6 +848,7 @@ def code_state() -> dict[str, Any]:
     return {
         "commit": commit.strip() if commit else None,
         "modified_files": sorted(line[3:] for line in status.splitlines()) if status else [],
+        "compiled": COMPILED_MANIFEST.exists(),
     }
 
 
