@@ -3,7 +3,10 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# One stamp per build kind, so that `AMLWATCH_COMPILE=0 make build` and a later plain
+# `make build` each reinstall (see setup.py).
+UNCOMPILED := $(filter 0,$(AMLWATCH_COMPILE))
+STAMP := $(VENV)/.installed$(if $(UNCOMPILED),-uncompiled)
 
 .PHONY: build run test bench lint clean
 
@@ -23,6 +26,7 @@ COMPILED_SOURCES := $(shell grep -oE '"(core|rules|models)/[a-z_]+[.]py"' setup.
 # amlwatch itself without build isolation: mypyc then type-checks the compiled modules
 # against the very packages (and mypy) the lint and the tests use.
 $(STAMP): pyproject.toml setup.py $(COMPILED_SOURCES) | $(BIN)/python
+	rm -f $(VENV)/.installed $(VENV)/.installed-uncompiled
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python \
 		-r pyproject.toml --extra dev 'setuptools>=69'
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python \

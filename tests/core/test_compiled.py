@@ -70,6 +70,8 @@ def test_the_installed_build_runs_the_compiled_modules() -> None:
     module and Python imports the compiled one (unless built with AMLWATCH_COMPILE=0)."""
     if os.environ.get("AMLWATCH_COMPILE") == "0":
         pytest.skip("built uncompiled (AMLWATCH_COMPILE=0)")
+    if not MANIFEST.exists():
+        pytest.fail(f"no compiled build ({MANIFEST} is missing): `make build` compiles")
     recorded = json.loads(MANIFEST.read_text())
     assert "rules/engine.py" in recorded and "models/features.py" in recorded
     for source in recorded:
