@@ -22,15 +22,12 @@ COMPILED_SOURCES := $(shell grep -oE '"(core|rules|models)/[a-z_]+[.]py"' setup.
 # uv installs the same releases as pip would, in about 30 s here instead of about 85 s
 # (a clean checkout's `make bench` must stay under 10 minutes). Compiled at install, as
 # pip does: this machine sets PYTHONDONTWRITEBYTECODE, and without .pyc files every
-# worker process took 12 s instead of 5 s to import. The dependencies come first, then
-# amlwatch itself without build isolation: mypyc then type-checks the compiled modules
-# against the very packages (and mypy) the lint and the tests use.
+# worker process took 12 s instead of 5 s to import. amlwatch itself is reinstalled
+# every time, so that setup.py compiles the changed sources again.
 $(STAMP): pyproject.toml setup.py $(COMPILED_SOURCES) | $(BIN)/python
 	rm -f $(VENV)/.installed $(VENV)/.installed-uncompiled
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python \
-		-r pyproject.toml --extra dev 'setuptools>=69'
-	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python \
-		--no-build-isolation --no-deps --reinstall-package amlwatch -e .
+		--reinstall-package amlwatch -e '.[dev]'
 	touch $(STAMP)
 
 # `AMLWATCH_COMPILE=0 make build` installs without compiling (see setup.py).

@@ -47,6 +47,20 @@ COMPILED_MODULES = [
 ]
 
 
+# mypyc compiles from mypy's types. These options make them the same in every build,
+# from a checkout's virtualenv or in pip's isolated build environment, which has none of
+# the dependencies: no config file (its pydantic plugin and strictness are for `make
+# lint`), no installed packages (numpy, pandas and the like are Any to the compiled code,
+# which calls them through Python either way), errors outside the compiled modules ignored.
+_MYPY_OPTIONS = [
+    "--config-file=",
+    "--no-site-packages",
+    "--ignore-missing-imports",
+    "--follow-imports=silent",
+    "--python-version=3.11",
+]
+
+
 def _compiled_extensions() -> list:
     from mypyc.build import mypycify
 
@@ -61,7 +75,7 @@ def _compiled_extensions() -> list:
         )
         + "\n"
     )
-    return mypycify(COMPILED_MODULES, opt_level="3", group_name=GROUP)
+    return mypycify([*_MYPY_OPTIONS, *COMPILED_MODULES], opt_level="3", group_name=GROUP)
 
 
 def _remove_compiled_in_place() -> None:

@@ -81,7 +81,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -90,7 +90,7 @@ import pandas as pd  # type: ignore[import-untyped]
 from core.customer import Customer, CustomerType, RiskRating
 from core.transaction import Channel, Direction, Transaction
 
-FloatArray = npt.NDArray[np.float64]
+FloatArray: TypeAlias = npt.NDArray[np.float64]
 CountryRiskFunction = Callable[[str | None], int]
 
 FEATURE_NAMES: tuple[str, ...] = (
