@@ -20,6 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
+import shutil
+import sysconfig
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
@@ -62,7 +65,23 @@ _MYPY_OPTIONS = [
 ]
 
 
+def _missing_for_compiling() -> str | None:
+    """What the C build lacks, said before mypyc's work rather than as a compiler error."""
+    compiler = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    if shutil.which(shlex.split(compiler)[0]) is None:
+        return f"a C compiler ({compiler})"
+    if not (Path(sysconfig.get_paths()["include"]) / "Python.h").exists():
+        return "Python's C headers (Python.h; Debian: python3-dev)"
+    return None
+
+
 def _compiled_extensions() -> list:
+    missing = _missing_for_compiling()
+    if missing is not None:
+        raise SystemExit(
+            f"amlwatch compiles its per-transaction modules with mypyc and needs {missing}: "
+            "install it, or build uncompiled (and slower) with AMLWATCH_COMPILE=0"
+        )
     from mypyc.build import mypycify
 
     MANIFEST.write_text(
