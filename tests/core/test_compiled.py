@@ -7,15 +7,13 @@ import importlib
 import json
 import os
 import pickle
-from datetime import UTC, date, datetime
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
 import pytest
 
 from core.compiled import MANIFEST, StaleCompiledModule, check_compiled, compiled_modules
-from core.customer import Customer, CustomerType, RiskRating
-from core.detection import Detection, Outcome, Severity
+from tests.alerts.conftest import customer, detection
 
 SOURCE = "def answer() -> int:\n    return 42\n"
 
@@ -82,31 +80,5 @@ def test_the_installed_build_runs_the_compiled_modules() -> None:
 
 def test_customers_and_detections_survive_pickling() -> None:
     # The memory bench hands customers to its simulating processes by pickle.
-    customer = Customer(
-        customer_id="C1",
-        name="Li Wei",
-        type=CustomerType.INDIVIDUAL,
-        risk_rating=RiskRating.LOW,
-        manager_id="M1",
-        country="CN",
-        opened_on=date(2020, 1, 2),
-        id_type="resident_id",
-        id_number="110101199003071234",
-    )
-    detection = Detection(
-        detection_id="d1",
-        detector="LVT-IND-CASH",
-        detector_version="1",
-        outcome=Outcome.REPORT,
-        severity=Severity.HIGH,
-        customer_id="C1",
-        trigger_tx_id="t1",
-        tx_ids=("t1",),
-        reasons=("large cash",),
-        created_at=datetime(2026, 3, 1, tzinfo=UTC),
-        bank_day=date(2026, 3, 1),
-        values={"total": "50000"},
-        pack="pboc@1",
-    )
-    for record in (customer, detection):
+    for record in (customer("C1", "M1"), detection("C1", "t1")):
         assert pickle.loads(pickle.dumps(record)) == record
