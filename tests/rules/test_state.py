@@ -233,3 +233,28 @@ def test_the_json_text_equals_the_dict_through_every_change() -> None:
     restored = CustomerState.from_dict(json.loads(encodings[-1]))
     assert restored.to_json() == encodings[-1]
     assert len(set(encodings)) == len(encodings)
+
+
+def test_the_arrivals_text_follows_expiry_and_the_window_sliding() -> None:
+    """Arrivals whose events expired are written front-coded, the rest as positions,
+    while old arrivals leave the list: the text equals the dict's after every write."""
+    state = CustomerState()
+    kept = 5
+    for index in range(14):
+        # Every third one arrives late, before the newest event.
+        at = START + 3600 * index - (5400 if index % 3 == 2 else 0)
+        state.add(event(f"tx-{index:04d}", at), arrivals_kept=kept)
+        if index % 2:
+            state.expire(
+                now=START + 3600 * index, today=int(DAY), retention_seconds=3 * 3600,
+                daily_days=1, fired_seconds=10,
+            )  # fmt: skip
+        text = state.to_json()
+        assert text == json.dumps(state.to_dict(), separators=(",", ":"))
+        restored = CustomerState.from_dict(json.loads(text))
+        assert restored.arrived == state.arrived
+        assert restored.to_json() == text
+    document = state.to_dict()
+    assert len(document["a"]) == kept
+    assert any(isinstance(item, str) for item in document["a"])  # some expired
+    assert any(isinstance(item, int) for item in document["a"])  # some retained
