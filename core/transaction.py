@@ -86,6 +86,11 @@ OPTIONAL_FIELDS = (
     "description",
 )
 CONTRACT_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
+# Looked up for every key of every message: a set, and enum members by value without
+# the Enum call (about a microsecond each).
+_CONTRACT_FIELD_SET = frozenset(CONTRACT_FIELDS)
+_DIRECTION_BY_VALUE: dict[str, Direction] = {member.value: member for member in Direction}
+_CHANNEL_BY_VALUE: dict[str, Channel] = {member.value: member for member in Channel}
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,16 +194,16 @@ def transaction_from_mapping(document: Any) -> Transaction:
             raise InvalidTransaction(
                 InvalidReason.MISSING_FIELD, f"required field {name!r} is missing", name
             )
-    extra = {key: value for key, value in document.items() if key not in CONTRACT_FIELDS}
+    extra = {key: value for key, value in document.items() if key not in _CONTRACT_FIELD_SET}
     return Transaction(
         tx_id=_identifier(document, "tx_id"),
         timestamp=_timestamp(document["timestamp"]),
         customer_id=_identifier(document, "customer_id"),
         account_id=_identifier(document, "account_id"),
-        direction=_member(Direction, document, "direction"),
+        direction=_member(_DIRECTION_BY_VALUE, document, "direction"),
         amount=_amount(document["amount"]),
         currency=_currency(document["currency"]),
-        channel=_member(Channel, document, "channel"),
+        channel=_member(_CHANNEL_BY_VALUE, document, "channel"),
         counterparty_id=_optional_text(document, "counterparty_id", MAX_ID_LENGTH),
         counterparty_name=_optional_text(document, "counterparty_name", MAX_TEXT_LENGTH),
         counterparty_country=_country(document.get("counterparty_country")),
@@ -262,15 +267,14 @@ def _optional_text(document: dict[str, Any], name: str, max_length: int) -> str 
     return value
 
 
-def _member(enum: type[_E], document: dict[str, Any], name: str) -> _E:
-    value = _string(document, name)
-    try:
-        return enum(value)
-    except ValueError:
-        allowed = ", ".join(member.value for member in enum)
+def _member(by_value: Mapping[str, _E], document: dict[str, Any], name: str) -> _E:
+    member = by_value.get(_string(document, name))
+    if member is None:
+        allowed = ", ".join(by_value)
         raise InvalidTransaction(
             InvalidReason.INVALID_VALUE, f"{name!r} must be one of: {allowed}", name
-        ) from None
+        )
+    return member
 
 
 def _timestamp(value: Any) -> datetime:
