@@ -8,12 +8,14 @@ in event order exactly as the backtest does:
 - ``state_json``: each customer's rules state at the end, as the worker writes it to
   the table (compact JSON): bytes per customer, and microseconds to encode and decode.
 - ``record_json``: whole table values (rules state and behaviour profile) after
-  ``--record-days`` days of ``--record-customers`` customers, each written once, then one
-  more transaction per customer and the timed write the worker then makes: microseconds
-  per write (``CustomerRecord.to_json_bytes``) and to decode, mean bytes per half.
+  ``--record-days`` days of ``--record-customers`` customers, each written once, then
+  the next ``--record-write-days`` days' transactions, each followed by the timed write
+  of its customer's record, as a book of many customers writes (one customer rarely
+  transacts twice within a flush): microseconds per write
+  (``CustomerRecord.to_json_bytes``) and to decode, mean bytes per half.
 
 Usage: ``.venv/bin/python bench/rules_bench.py [--customers N] [--days N] [--out PATH]``
-(``--record-customers N --record-days N`` for the table values)
+(``--record-customers N --record-days N --record-write-days N`` for the table values)
 """
 
 from __future__ import annotations
@@ -85,12 +87,14 @@ def state_json(engine: RuleEngine, transactions: list[Transaction], customers: d
     }
 
 
-def record_json(engine: RuleEngine, *, customers: int, days: int, seed: int) -> dict:
+def record_json(
+    engine: RuleEngine, *, customers: int, days: int, write_days: int, seed: int
+) -> dict:
     """Cost of the worker's table write: a record changed by one transaction, encoded again."""
     rng = derive_rng(seed, "record-bench")
     people, _managers = generate_reference(rng, customers, max(1, customers // 25),
                                            as_of=date(2026, 1, 1))  # fmt: skip
-    history = generate_history(rng, people, start=date(2026, 1, 1), days=days + 1)
+    history = generate_history(rng, people, start=date(2026, 1, 1), days=days + write_days)
     transactions = in_event_order(transaction_from_mapping(document) for document in history)
     known = {c.customer_id: c for c in people}
     tz = engine.reference.timezone
@@ -100,27 +104,29 @@ def record_json(engine: RuleEngine, *, customers: int, days: int, seed: int) -> 
     )
     last_day = date(2026, 1, 1).toordinal() + days
     records: dict[str, CustomerRecord] = {}
-    following: dict[str, Transaction] = {}
+    following: list[Transaction] = []
 
-    def apply(tx: Transaction) -> None:
+    def apply(tx: Transaction) -> CustomerRecord:
         record = records.setdefault(tx.customer_id, CustomerRecord.new(tz))
         customer = known.get(tx.customer_id)
         engine.process(record.rules, tx, customer)
         behaviour.observe(record.profile, tx, customer, scoring=False)
+        return record
 
     for tx in transactions:
         if tx.timestamp.astimezone(tz).toordinal() < last_day:
             apply(tx)
         elif tx.customer_id in records:
-            following.setdefault(tx.customer_id, tx)
+            following.append(tx)
     for record in records.values():
         record.to_json_bytes()  # the write of the batch before
-    for tx in following.values():
-        apply(tx)
-    changed = [records[customer_id] for customer_id in following]
-    cpu = time.process_time()
-    written = [record.to_json_bytes() for record in changed]
-    encode = time.process_time() - cpu
+    written = []
+    encode = 0.0
+    for tx in following:
+        record = apply(tx)
+        cpu = time.process_time()
+        written.append(record.to_json_bytes())
+        encode += time.process_time() - cpu
     cpu = time.process_time()
     for raw in written:
         CustomerRecord.from_json_bytes(raw, tz=tz)
@@ -130,6 +136,7 @@ def record_json(engine: RuleEngine, *, customers: int, days: int, seed: int) -> 
         "customers": len(records),
         "writes": len(written),
         "days": days,
+        "write_days": write_days,
         "encode_microseconds": round(encode / len(written) * 1e6, 1),
         "decode_microseconds": round(decode / len(written) * 1e6, 1),
         "mean_bytes": round(statistics.mean(len(raw) for raw in written)),
@@ -149,6 +156,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--record-customers", type=int, default=400)
     parser.add_argument("--record-days", type=int, default=60)
+    parser.add_argument(
+        "--record-write-days", type=int, default=5, help="days of timed writes, one per transaction"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "rules.json")
     args = parser.parse_args()
 
@@ -170,7 +180,11 @@ def main() -> None:
     full_pack = measure(engine, transactions, customers)
     sizes = state_json(engine, transactions, customers)
     records = record_json(
-        engine, customers=args.record_customers, days=args.record_days, seed=args.seed
+        engine,
+        customers=args.record_customers,
+        days=args.record_days,
+        write_days=args.record_write_days,
+        seed=args.seed,
     )
     result = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -15,3 +15,8 @@ def test_rules_bench_writes_both_measurements(tmp_path: Path) -> None:
     for name in ("state_only", "full_pack"):
         assert result[name]["transactions_per_second"] > 0
     assert result["full_pack_cost_relative_to_state_only"] > 0
+    records = result["record_json"]
+    # One timed write per transaction of the write days, after the untimed first writes.
+    assert records["write_days"] == 5
+    assert records["writes"] > records["customers"] > 0
+    assert records["encode_microseconds"] > 0
