@@ -765,9 +765,17 @@ class BehaviourProfile:
         self._amount_texts = [str(round(value * 1000)) for value in amount_logs]
 
 
+# The text of the small integers most of a profile's lists hold (days back, hour and
+# weekday counts): looked up, a list of 64 is written in about a third of the time
+# str() takes for each.
+_SMALL_INTS = 1024
+_SMALL_INT_TEXTS = tuple(str(value) for value in range(_SMALL_INTS))
+
+
 def _ints(values: Iterable[int]) -> str:
     """Integers as the items of a JSON list (what json.dumps writes for them)."""
-    return ",".join(map(str, values))
+    texts = _SMALL_INT_TEXTS
+    return ",".join([texts[value] if 0 <= value < _SMALL_INTS else str(value) for value in values])
 
 
 def _number(value: int | float | None) -> str:

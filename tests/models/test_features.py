@@ -20,6 +20,7 @@ from models.features import (
     FEATURE_NAMES,
     BehaviourProfile,
     _customer_time_order,
+    _ints,
     build_feature_matrix,
     country_risk_from_lists,
 )
@@ -496,6 +497,12 @@ def test_matrix_refuses_unknown_customers_and_handles_no_rows() -> None:
 def test_profile_refuses_another_format() -> None:
     with pytest.raises(ValueError):
         BehaviourProfile.from_dict({"v": 99}, tz=SHANGHAI)
+
+
+def test_integer_lists_are_written_as_json_writes_them_small_or_not() -> None:
+    values = [0, 7, 1023, 1024, 40_000, 12_345_678_901, -3]
+    assert f"[{_ints(values)}]" == json.dumps(values, separators=(",", ":"))
+    assert _ints([]) == ""
 
 
 def test_the_json_text_equals_the_dict_through_every_update() -> None:
