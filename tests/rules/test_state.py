@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 from core.transaction import Channel, Direction
+from rules import state as state_module
 from rules.state import CustomerState, TxEvent
 
 START = datetime(2026, 3, 2, 1, 0, tzinfo=UTC).timestamp()
@@ -258,3 +259,24 @@ def test_the_arrivals_text_follows_expiry_and_the_window_sliding() -> None:
     assert len(document["a"]) == kept
     assert any(isinstance(item, str) for item in document["a"])  # some expired
     assert any(isinstance(item, int) for item in document["a"])  # some retained
+
+
+# What the state's JSON holds: lists of ids, numbers and names, small dicts, floats.
+ENCODED_VALUES = (
+    ["0:tx-0001", [1772413200.25], 739677, 2, 10000, "1000", "USD", "甲公司", 0],
+    {"TYP-FAN-IN": 1772413260.0, "LVT-CASH-CNY|2026-03-02|in": 1.5},
+    {"source-3": 42},
+    1767208656.0,
+    "19:51",
+)
+
+
+def test_the_encoder_writes_what_json_dumps_writes_with_or_without_the_accelerator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for value in ENCODED_VALUES:
+        assert state_module._dumps(value) == json.dumps(value, separators=(",", ":"))
+    monkeypatch.setattr(json.encoder, "c_make_encoder", None)
+    plain = state_module._chunk_encoder()
+    for value in ENCODED_VALUES:
+        assert "".join(plain(value, 0)) == json.dumps(value, separators=(",", ":"))
