@@ -110,6 +110,12 @@ CHECKS = (
         "ratio",
     ),
     Check(
+        "stream",
+        "per-transaction work replayed in process / pipeline CPU per transaction",
+        _get("in_process", "share_of_pipeline_cpu"),
+        "ratio",
+    ),
+    Check(
         "scale",
         "2 workers / 1 worker, 4 partitions",
         _get("ratio", "messages_per_second"),

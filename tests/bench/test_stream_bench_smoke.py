@@ -54,6 +54,20 @@ def test_stream_bench_writes_a_complete_result(tmp_path: Path) -> None:
         / result["bare_agent"]["messages_per_second"],
         abs=1e-4,
     )
+    work = result["in_process"]
+    stages = work["microseconds_per_transaction"]
+    assert set(stages) == {"decode", "rules_and_features", "scoring", "encoding"}
+    assert all(spent > 0 for spent in stages.values()), stages
+    assert work["total_microseconds_per_transaction"] == pytest.approx(
+        sum(stages.values()), abs=0.3
+    )
+    assert 0 < work["record_writes_per_transaction"] <= 1
+    assert work["share_of_pipeline_cpu"] == pytest.approx(
+        work["total_microseconds_per_transaction"]
+        * result["pipeline"]["messages_per_cpu_second"]
+        / 1e6,
+        abs=2e-3,
+    )
 
 
 @pytest.mark.integration
@@ -70,4 +84,5 @@ def test_the_floor_run_is_the_pipeline_without_its_aml_work(tmp_path: Path) -> N
     assert outcome["transactions_scored"] == 0, "no model in the floor run"
     assert outcome["detections_emitted"]["alert"] == 0
     assert outcome["detections_emitted"]["report"] == 0
+    assert result["in_process"]["microseconds_per_transaction"]["scoring"] == 0
     assert "│ floor " in run.stdout, "the table names the run as the floor"
