@@ -35,7 +35,6 @@ from rich.table import Table
 from core.compiled import MANIFEST as COMPILED_MANIFEST
 from core.settings import Settings
 from core.transaction import Transaction, transaction_from_mapping
-from models.features import country_risk_from_lists
 from rules.backtest import in_event_order, run_backtest
 from rules.engine import RuleEngine
 from rules.state import CustomerState
@@ -98,10 +97,7 @@ def record_json(
     transactions = in_event_order(transaction_from_mapping(document) for document in history)
     known = {c.customer_id: c for c in people}
     tz = engine.reference.timezone
-    lists = engine.reference.country_lists
-    behaviour = BehaviourTracker(
-        engine.reference.rates, country_risk_from_lists(grey=lists.grey, black=lists.black)
-    )
+    behaviour = BehaviourTracker.from_reference(engine.reference)
     last_day = date(2026, 1, 1).toordinal() + days
     records: dict[str, CustomerRecord] = {}
     following: list[Transaction] = []

@@ -76,8 +76,8 @@ from core.compiled import MANIFEST as COMPILED_MANIFEST
 from core.customer import Customer
 from core.settings import Settings
 from core.transaction import Transaction, decode_transaction, transaction_from_mapping
-from models.features import FEATURE_NAMES, country_risk_from_lists
-from models.registry import activate, active_version, load
+from models.features import country_risk_from_lists
+from models.registry import activate, active_version
 from models.scoring import warmed_up
 from models.training import save_result, train_detector
 from rules.backtest import in_event_order
@@ -86,7 +86,7 @@ from stream.broker import EmbeddedBroker, broker_binary, free_loopback_port
 from stream.collector import freeze_long_lived, tune_collector
 from stream.customer_table import CustomerRecord
 from stream.detection_engine import build_rule_engine
-from stream.scoring import ActiveModel, BehaviourTracker
+from stream.scoring import BehaviourTracker, load_model
 from stream.simulator import (
     derive_rng,
     generate_history,
@@ -1039,18 +1039,9 @@ def in_process_work(workload: LiveWorkload, *, floor: bool) -> dict[str, Any]:
     case store: what is left of the pipeline's CPU a transaction is theirs."""
     settings = Settings(rule_pack=FLOOR_PACK) if floor else Settings()
     engine = build_rule_engine(settings)
-    lists = engine.reference.country_lists
-    behaviour = BehaviourTracker(
-        engine.reference.rates, country_risk_from_lists(grey=lists.grey, black=lists.black)
-    )
+    behaviour = BehaviourTracker.from_reference(engine.reference)
     version = None if floor else active_version(workload.registry)
-    model = (
-        None
-        if version is None
-        else ActiveModel(
-            version, load(workload.registry, version, expected_features=FEATURE_NAMES)[0]
-        )
-    )
+    model = None if version is None else load_model(workload.registry, version)
     customers = {customer.customer_id: customer for customer in workload.population.customers}
     tz = ZoneInfo(settings.bank_timezone)
     table: dict[str, CustomerRecord] = {}

@@ -61,7 +61,6 @@ from core.detection import Detection, Outcome
 from core.errors import InvalidInput
 from core.settings import Settings
 from core.transaction import InvalidTransaction, Transaction, decode_transaction
-from models.features import country_risk_from_lists
 from rules.engine import ProcessResult, RuleEngine
 from stream.batch_detection import BatchDetection
 from stream.customer_table import (
@@ -240,7 +239,6 @@ def build_app(
     )
     app.tables.add(customer_state)
     tz = ZoneInfo(settings.bank_timezone)
-    lists = engine.reference.country_lists
     built = AmlwatchApp(
         faust_app=app,
         settings=settings,
@@ -262,10 +260,7 @@ def build_app(
         engine=engine,
         customers=customers,
         live_model=LiveModel(settings.model_registry, metrics),
-        behaviour=BehaviourTracker(
-            engine.reference.rates,
-            country_risk_from_lists(grey=lists.grey, black=lists.black),
-        ),
+        behaviour=BehaviourTracker.from_reference(engine.reference),
     )
     # Computed when scraped: the table changes on every batch and by recovery.
     metrics.table_entries.set_function(built.customer_table.entries)

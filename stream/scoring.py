@@ -25,10 +25,11 @@ from models.features import (
     BehaviourProfile,
     CountryRiskFunction,
     FloatArray,
+    country_risk_from_lists,
 )
 from models.registry import active_version, load
 from models.scoring import anomaly_detection, explain, score_batch, warmed_up
-from rules.reference_data import RateTable
+from rules.reference_data import RateTable, Reference
 from stream.metrics import NO_MODEL, StreamMetrics
 
 log = logging.getLogger(__name__)
@@ -92,8 +93,7 @@ class LiveModel:
         return wanted is not None and wanted != self._tried
 
     def _load(self, version: str) -> ActiveModel:
-        detector, _metadata = load(self.registry, version, expected_features=FEATURE_NAMES)
-        return ActiveModel(version, detector)
+        return load_model(self.registry, version)
 
     def _swap(self, loaded: ActiveModel) -> None:
         previous = self.current
@@ -112,12 +112,26 @@ class LiveModel:
         log.error("anomaly model %s refused: %s; still scoring with %s", version, exc, still)
 
 
+def load_model(registry: Path, version: str) -> ActiveModel:
+    """``version`` from ``registry``, refused (AmlwatchError) unless it scores the
+    features this code computes."""
+    detector, _metadata = load(registry, version, expected_features=FEATURE_NAMES)
+    return ActiveModel(version, detector)
+
+
 class BehaviourTracker:
     """Applies each new transaction to its customer's profile, with features when due."""
 
     def __init__(self, rates: RateTable, country_risk: CountryRiskFunction) -> None:
         self.rates = rates
         self.country_risk = country_risk
+
+    @classmethod
+    def from_reference(cls, reference: Reference) -> BehaviourTracker:
+        """The tracker of the worker whose rules read ``reference``: its rates, and
+        country risk from its FATF lists."""
+        lists = reference.country_lists
+        return cls(reference.rates, country_risk_from_lists(grey=lists.grey, black=lists.black))
 
     def observe(
         self,

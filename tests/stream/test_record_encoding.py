@@ -84,10 +84,7 @@ def engine() -> RuleEngine:
 
 
 def test_every_write_equals_a_from_scratch_encoding(engine: RuleEngine) -> None:
-    lists = engine.reference.country_lists
-    behaviour = BehaviourTracker(
-        engine.reference.rates, country_risk_from_lists(grey=lists.grey, black=lists.black)
-    )
+    behaviour = BehaviourTracker.from_reference(engine.reference)
     records: dict[str, CustomerRecord] = {}
     writes: dict[str, int] = {}
     positions: dict[str, int] = {}

@@ -17,7 +17,7 @@ from core.customer import Customer, CustomerType, RiskRating
 from core.settings import Settings
 from core.transaction import Transaction, transaction_from_mapping
 from models.detector import AnomalyDetector
-from models.features import FEATURE_NAMES, BehaviourProfile, country_risk_from_lists
+from models.features import FEATURE_NAMES, BehaviourProfile
 from models.registry import activate, save
 from stream.customer_table import CustomerRecord
 from stream.detection_engine import build_rule_engine
@@ -58,11 +58,7 @@ def tx(at: datetime, amount: str = "100.00", tx_id: str | None = None) -> Transa
 
 
 def tracker() -> BehaviourTracker:
-    reference = build_rule_engine(Settings()).reference
-    lists = reference.country_lists
-    return BehaviourTracker(
-        reference.rates, country_risk_from_lists(grey=lists.grey, black=lists.black)
-    )
+    return BehaviourTracker.from_reference(build_rule_engine(Settings()).reference)
 
 
 def fitted_detector(feature_names: list[str], seed: int = 0) -> AnomalyDetector:
