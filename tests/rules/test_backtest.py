@@ -7,8 +7,12 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from core.detection import Detection, Outcome, Severity
-from core.transaction import Channel, Direction, Transaction
-from rules.backtest import evaluate, scenarios_beginning_from
+from core.settings import Settings
+from core.transaction import Channel, Direction, Transaction, transaction_from_mapping
+from rules.backtest import evaluate, in_event_order, run_backtest, scenarios_beginning_from
+from rules.state import CustomerState
+from stream.detection_engine import build_rule_engine
+from stream.simulator import derive_rng, generate_history, generate_reference
 
 TZ = ZoneInfo("Asia/Shanghai")
 DAY1 = datetime(2026, 3, 1, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
@@ -72,3 +76,32 @@ def test_counted_scenarios_limit_recall_but_not_precision() -> None:
     # An alert on a labelled transaction is a true positive whichever scenario it is.
     assert window.alerts == whole.alerts == 3
     assert window.alerts_on_labelled == whole.alerts_on_labelled == 2
+
+
+def test_run_backtest_gives_the_detections_of_applying_the_input_in_its_order() -> None:
+    # run_backtest applies one customer after another; the detections and their order
+    # must be those of the plain loop over the interleaved input.
+    rng = derive_rng(3, "backtest-order")
+    people, _ = generate_reference(rng, 40, 2, as_of=date(2026, 1, 1))
+    history = generate_history(rng, people, start=date(2026, 1, 1), days=20, scenario_rate=40.0)
+    transactions = in_event_order(transaction_from_mapping(document) for document in history)
+    customers = {person.customer_id: person for person in people}
+    settings = Settings()
+
+    engine = build_rule_engine(settings)
+    states: dict[str, CustomerState] = {}
+    expected = []
+    for transaction in transactions:
+        state = states.setdefault(transaction.customer_id, CustomerState())
+        found = engine.process(state, transaction, customers.get(transaction.customer_id))
+        expected += [detection.to_dict() for detection in found.detections]
+
+    processed = []
+    detections = run_backtest(
+        iter(transactions), customers, build_rule_engine(settings), lambda: processed.append(1)
+    )
+    got = [detection.to_dict() for detection in detections]
+
+    assert len({document["customer_id"] for document in expected}) > 5
+    assert got == expected
+    assert len(processed) == len(transactions)
