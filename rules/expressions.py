@@ -74,7 +74,10 @@ class ExpressionError(InvalidInput):
 
 @dataclass(slots=True)
 class EvalContext:
-    """What one rule evaluation can see: the transaction, its customer and their state."""
+    """What one rule evaluation can see: the transaction, its customer and their state.
+
+    ``__init__`` is written out, as ``TxEvent``'s is: one is made per transaction.
+    """
 
     tx: Transaction
     event: TxEvent
@@ -94,6 +97,32 @@ class EvalContext:
     spans: dict[str | int, list[TxEvent]] = field(default_factory=dict)
     selections: dict[tuple[Any, ...], list[TxEvent]] = field(default_factory=dict)
     cache: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+
+    def __init__(
+        self,
+        tx: Transaction,
+        event: TxEvent,
+        customer: Customer | None,
+        state: CustomerState,
+        reference: Reference,
+        previous_event_at: float | None,
+        local_time: datetime,
+    ) -> None:
+        self.tx = tx
+        self.event = event
+        self.customer = customer
+        self.state = state
+        self.reference = reference
+        self.previous_event_at = previous_event_at
+        self.local_time = local_time
+        self.params = {}
+        self.values = {}
+        self.pending_values = {}
+        self.touched = []
+        self.notes = {}
+        self.spans = {}
+        self.selections = {}
+        self.cache = {}
 
 
 Compiled = Callable[[EvalContext], Any]

@@ -133,9 +133,8 @@ def probe(
         reference=engine.reference,
         previous_event_at=previous,
         local_time=current.timestamp.astimezone(engine.reference.timezone),
-        params=params,
-        pending_values=pending,
     )
+    ctx.params, ctx.pending_values = params, pending
     return Probe(ctx, Scope(param_kinds, value_kinds))
 
 
