@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import json
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from core.compiled import MANIFEST, StaleCompiledModule, check_compiled, compiled_modules
+from core.settings import Settings
 from tests.alerts.conftest import customer, detection
 
 SOURCE = "def answer() -> int:\n    return 42\n"
@@ -82,3 +84,73 @@ def test_customers_and_detections_survive_pickling() -> None:
     # The memory bench hands customers to its simulating processes by pickle.
     for record in (customer("C1", "M1"), detection("C1", "t1")):
         assert pickle.loads(pickle.dumps(record)) == record
+
+
+def test_written_out_dataclass_inits_take_and_set_every_field() -> None:
+    # mypyc leaves a dataclass's generated __init__ interpreted, so the per-transaction
+    # records write theirs out: each must take every init field by its name and leave no
+    # field unset.
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from core.transaction import Channel, Direction, Transaction
+    from rules.engine import ProcessResult
+    from rules.expressions import EvalContext
+    from rules.state import CustomerState, DailyTotals, TxEvent
+    from stream.detection_engine import build_rule_engine
+
+    moment = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
+    tx = Transaction(
+        tx_id="T1",
+        timestamp=moment,
+        customer_id="C1",
+        account_id="A1",
+        direction=Direction.OUT,
+        amount=Decimal("12.30"),
+        currency="CNY",
+        channel=Channel.WIRE,
+        counterparty_id="P1",
+        counterparty_name="Acme",
+        counterparty_country="HK",
+        description="rent",
+        extra={"branch": "7"},
+    )
+    event = TxEvent(
+        tx_id="T1",
+        at=moment.timestamp(),
+        day=moment.toordinal(),
+        direction=Direction.OUT,
+        channel=Channel.WIRE,
+        currency="CNY",
+        amount_cny=Decimal("12.30"),
+        amount_usd=Decimal("1.70"),
+        counterparty="P1",
+        country="HK",
+        cross_border=True,
+    )
+    context = EvalContext(
+        tx=tx,
+        event=event,
+        customer=None,
+        state=CustomerState(),
+        reference=build_rule_engine(Settings()).reference,
+        previous_event_at=None,
+        local_time=moment,
+    )
+    made = (
+        tx,
+        event,
+        context,
+        ProcessResult(detections=(), duplicate=True),
+        DailyTotals(fen_in=5, fen_out=7),
+    )
+    for record in made:
+        for item in dataclasses.fields(record):
+            getattr(record, item.name)  # AttributeError if the __init__ left it unset
+    assert dataclasses.astuple(tx)[-1] == {"branch": "7"}
+    assert event.encoded is None and context.values == {} and context.touched == []
+    plain = Transaction("T2", moment, "C1", "A1", Direction.IN, Decimal(1), "CNY", Channel.CASH)
+    assert plain.extra == {} and plain.counterparty_id is None
+    assert dataclasses.replace(tx, amount=Decimal(1)).amount == Decimal(1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tx.amount = Decimal(0)  # type: ignore[misc]
