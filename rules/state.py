@@ -99,6 +99,23 @@ class TxEvent:
         self.cross_border = cross_border
         self.encoded = None
 
+    def __reduce__(self) -> tuple[type[TxEvent], tuple[Any, ...]]:
+        # Rebuilt through __init__ (pickle, copy): compiled, the default way would make
+        # the object without the arguments its __init__ needs.
+        return TxEvent, (
+            self.tx_id,
+            self.at,
+            self.day,
+            self.direction,
+            self.channel,
+            self.currency,
+            self.amount_cny,
+            self.amount_usd,
+            self.counterparty,
+            self.country,
+            self.cross_border,
+        )
+
 
 @dataclass(slots=True)
 class DailyTotals:

@@ -152,5 +152,6 @@ def test_written_out_dataclass_inits_take_and_set_every_field() -> None:
     plain = Transaction("T2", moment, "C1", "A1", Direction.IN, Decimal(1), "CNY", Channel.CASH)
     assert plain.extra == {} and plain.counterparty_id is None
     assert dataclasses.replace(tx, amount=Decimal(1)).amount == Decimal(1)
+    assert pickle.loads(pickle.dumps(event)) == event
     with pytest.raises(dataclasses.FrozenInstanceError):
         tx.amount = Decimal(0)  # type: ignore[misc]
