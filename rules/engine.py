@@ -36,7 +36,7 @@ class ProcessResult:
     duplicate: bool
 
     # Written out, as TxEvent's is: the generated one is interpreted, and one result is
-    # made per transaction (5% of the backtest's rules phase).
+    # made per transaction (about 3% of the backtest's rules phase).
     def __init__(self, detections: tuple[Detection, ...], duplicate: bool) -> None:
         object.__setattr__(self, "detections", detections)
         object.__setattr__(self, "duplicate", duplicate)

@@ -50,8 +50,8 @@ class TxEvent:
     """The parts of one applied transaction that windows and evidence need.
 
     ``__init__`` is written out: the one ``dataclass`` generates is Python that mypyc does
-    not compile (1.1 us an event, made once per transaction and per event decoded from a
-    record, against 0.2 us compiled). It sets the fields below, in their order.
+    not compile (1.1 us an event, and one is made per transaction and per event decoded
+    from a record). It sets the fields below, in their order.
     """
 
     tx_id: str
