@@ -60,10 +60,12 @@ def check_compiled(package_dir: Path | str, *, manifest: Path = MANIFEST) -> Non
 
 
 def reduced_through_init(record: Any) -> tuple[type, tuple[Any, ...]]:
-    """``__reduce__`` for a frozen dataclass that may be compiled: rebuilt by its ``__init__``.
+    """``__reduce__`` for a dataclass that may be compiled: rebuilt by its ``__init__``.
 
     Compiled, its default unpickling assigns the fields one by one, which a frozen
-    dataclass refuses (``FrozenInstanceError``); every field must be an ``__init__``
-    argument, in field order.
+    dataclass refuses (``FrozenInstanceError``), and makes the object without the
+    arguments a written-out ``__init__`` needs. Every field that is an ``__init__``
+    argument (``init=True``) must be one in field order; the others are left to it.
     """
-    return type(record), tuple(getattr(record, field.name) for field in fields(record))
+    arguments = tuple(getattr(record, item.name) for item in fields(record) if item.init)
+    return type(record), arguments

@@ -17,7 +17,7 @@ argument packing or cache-key building.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -86,17 +86,18 @@ class EvalContext:
     reference: Reference
     previous_event_at: float | None
     local_time: datetime
-    params: Mapping[str, Any] = field(default_factory=dict)
-    values: dict[str, Any] = field(default_factory=dict)
-    pending_values: Mapping[str, Callable[[EvalContext], Any]] = field(default_factory=dict)
+    # Set empty by __init__, filled per rule:
+    params: Mapping[str, Any]
+    values: dict[str, Any]
+    pending_values: Mapping[str, Callable[[EvalContext], Any]]
     # The event selections a rule's aggregates looked at: its evidence.
-    touched: list[list[TxEvent]] = field(default_factory=list)
-    notes: dict[str, str] = field(default_factory=dict)
+    touched: list[list[TxEvent]]
+    notes: dict[str, str]
     # Shared by every rule evaluated for the same transaction: the events of each span,
     # the events each (span, filter) selects, and each reduction over them.
-    spans: dict[str | int, list[TxEvent]] = field(default_factory=dict)
-    selections: dict[tuple[Any, ...], list[TxEvent]] = field(default_factory=dict)
-    cache: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+    spans: dict[str | int, list[TxEvent]]
+    selections: dict[tuple[Any, ...], list[TxEvent]]
+    cache: dict[tuple[Any, ...], Any]
 
     def __init__(
         self,

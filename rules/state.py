@@ -33,6 +33,7 @@ from decimal import Decimal
 from operator import attrgetter
 from typing import Any, cast
 
+from core.compiled import reduced_through_init
 from core.detection import Detection
 from core.transaction import Channel, Direction
 
@@ -99,22 +100,9 @@ class TxEvent:
         self.cross_border = cross_border
         self.encoded = None
 
-    def __reduce__(self) -> tuple[type[TxEvent], tuple[Any, ...]]:
-        # Rebuilt through __init__ (pickle, copy): compiled, the default way would make
-        # the object without the arguments its __init__ needs.
-        return TxEvent, (
-            self.tx_id,
-            self.at,
-            self.day,
-            self.direction,
-            self.channel,
-            self.currency,
-            self.amount_cny,
-            self.amount_usd,
-            self.counterparty,
-            self.country,
-            self.cross_border,
-        )
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Through __init__ (pickle, copy): see reduced_through_init.
+        return reduced_through_init(self)
 
 
 @dataclass(slots=True)
