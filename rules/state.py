@@ -451,11 +451,25 @@ class CustomerState:
             items += cast(list[str], texts[1:expired])
         if expired < count:
             events = self.events
-            retained = dict(zip(map(_tx_id_of, events), range(len(events)), strict=True))
+            # The newest arrivals are nearly always the newest events in the same order:
+            # each is tried at the position after the previous one's before a lookup in
+            # every event's position, which a write then seldom has to build.
+            guess = len(events) - (count - expired)
+            retained: dict[str, int] | None = None
+            at: int | None
             for index in range(expired, count):
-                at = retained.get(arrived[index])
+                tx_id = arrived[index]
+                if 0 <= guess < len(events) and events[guess].tx_id == tx_id:
+                    at = guess
+                else:
+                    if retained is None:
+                        retained = dict(
+                            zip(map(_tx_id_of, events), range(len(events)), strict=True)
+                        )
+                    at = retained.get(tx_id)
                 if at is not None:
-                    items.append(str(at))
+                    items.append(_POSITION_TEXTS[at] if at < len(_POSITION_TEXTS) else str(at))
+                    guess = at + 1
                     continue
                 # Not the oldest arrival: that one is retained, or the run above has it.
                 text = texts[index]
@@ -524,6 +538,9 @@ _DIRECTIONS = tuple(Direction)
 _tx_id_of = attrgetter("tx_id")
 _CHANNELS = tuple(Channel)
 _SAME = 0  # "as the previous event" for the currency and the country
+# The text of the event positions arrivals are written as, made once (a customer rarely
+# has more events within the longest rule window).
+_POSITION_TEXTS = tuple(str(position) for position in range(1024))
 
 
 def _chunk_encoder() -> Callable[[Any, int], Sequence[str]]:
