@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import json.scanner
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -498,6 +499,47 @@ class CustomerState:
         return f"[{text},{fresh[-1]}]" if text else f"[{fresh[-1]}]"
 
     @classmethod
+    def from_json(cls, text: str, start: int = 0) -> tuple[CustomerState, int]:
+        """Rebuild the state whose JSON object starts at ``text[start]``, as ``to_json``
+        wrote it (compact): (the state, the index after the object). ValueError for text
+        in any other layout (parse it and call :meth:`from_dict` then).
+
+        Unlike ``json.loads`` and :meth:`from_dict`, it keeps the text each event, arrival
+        and daily entry was read from as the text its next write reuses. A worker whose
+        book is larger than its decoded-record cache decodes a record for nearly every
+        transaction and writes it again right after: without the texts, that write
+        encoded every retained event afresh.
+        """
+        try:
+            document, texts, end = _parse_state_object(text, start)
+        except (IndexError, StopIteration) as exc:
+            raise ValueError(f"not a compact rules state at {start}") from exc
+        state = cls.from_dict(document)
+        if document["v"] == STATE_FORMAT:
+            state._reuse_texts(document, texts)
+        return state, end
+
+    def _reuse_texts(self, document: dict[str, Any], texts: _StateTexts) -> None:
+        """Take the texts ``document`` was read from as what the next write encodes."""
+        previous: TxEvent | None = None
+        for event, item, event_text in zip(self.events, document["e"], texts.events, strict=True):
+            event.encoded = (previous, item[7] if len(item) > 7 else None, event_text)
+            previous = event
+        arrivals = document["a"]
+        self._arrival_texts = [
+            arrival_text if isinstance(item, str) else None
+            for item, arrival_text in zip(arrivals, texts.arrivals, strict=True)
+        ]
+        self._expired_arrivals = 0
+        if arrivals and isinstance(arrivals[0], str):
+            self._first_arrival = (self.arrived[0], texts.arrivals[0])
+        if len(self.daily) > 1:
+            # Every entry but the newest: the list's text up to its last three numbers.
+            body = texts.daily[1:-1]
+            cut = body.rfind(",", 0, body.rfind(",", 0, body.rfind(",")))
+            self._daily_text, self._daily_kept = body[:cut], len(self.daily) - 1
+
+    @classmethod
     def from_dict(cls, document: dict[str, Any]) -> CustomerState:
         """Rebuild what ``to_dict`` wrote; ValueError for another format version."""
         version = document.get("v")
@@ -541,6 +583,77 @@ _SAME = 0  # "as the previous event" for the currency and the country
 # The text of the event positions arrivals are written as, made once (a customer rarely
 # has more events within the longest rule window).
 _POSITION_TEXTS = tuple(str(position) for position in range(1024))
+
+
+# JSON's own scanner, called a value at a time: (value, the index after it); raises
+# StopIteration where no value starts.
+_SCAN_ONCE: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
+    cast(Any, json.JSONDecoder())
+)
+
+
+@dataclass(slots=True)
+class _StateTexts:
+    """The text of each event and arrival item, and of the daily list, as read."""
+
+    events: list[str] = field(default_factory=list)
+    arrivals: list[str] = field(default_factory=list)
+    daily: str = "[]"
+
+
+def _parse_state_object(text: str, index: int) -> tuple[dict[str, Any], _StateTexts, int]:
+    """The JSON object at ``text[index]`` in ``to_json``'s compact layout, the texts of
+    the parts a write reuses, and the index after it; IndexError or StopIteration for
+    anything else."""
+    if text[index] != "{":
+        raise StopIteration(index)
+    index += 1
+    document: dict[str, Any] = {}
+    texts = _StateTexts()
+    if text[index] == "}":
+        return document, texts, index + 1
+    while True:
+        if text[index] != '"':
+            raise StopIteration(index)
+        key, index = _SCAN_ONCE(text, index)
+        if text[index] != ":":
+            raise StopIteration(index)
+        index += 1
+        if key == "e":
+            document[key], index = _parse_array(text, index, texts.events)
+        elif key == "a":
+            document[key], index = _parse_array(text, index, texts.arrivals)
+        else:
+            start = index
+            document[key], index = _SCAN_ONCE(text, index)
+            if key == "d":
+                texts.daily = text[start:index]
+        if text[index] == "}":
+            return document, texts, index + 1
+        if text[index] != ",":
+            raise StopIteration(index)
+        index += 1
+
+
+def _parse_array(text: str, index: int, item_texts: list[str]) -> tuple[list[Any], int]:
+    """The JSON array at ``text[index]`` (compact), each item's text appended to
+    ``item_texts``, and the index after it."""
+    if text[index] != "[":
+        raise StopIteration(index)
+    index += 1
+    items: list[Any] = []
+    if text[index] == "]":
+        return items, index + 1
+    while True:
+        start = index
+        item, index = _SCAN_ONCE(text, index)
+        items.append(item)
+        item_texts.append(text[start:index])
+        if text[index] == "]":
+            return items, index + 1
+        if text[index] != ",":
+            raise StopIteration(index)
+        index += 1
 
 
 def _chunk_encoder() -> Callable[[Any, int], Sequence[str]]:

@@ -205,12 +205,33 @@ class CustomerRecord:
 
     @classmethod
     def from_json_bytes(cls, raw: bytes, *, tz: tzinfo) -> CustomerRecord:
-        """Rebuild what ``to_json_bytes`` wrote."""
-        document = json.loads(raw)
+        """Rebuild what ``to_json_bytes`` wrote.
+
+        The rules half is read with :meth:`CustomerState.from_json`, which keeps the
+        texts its next write reuses; a value in any other layout (an older format, a
+        value written by hand) is parsed whole.
+        """
+        text = raw.decode()
+        if text.startswith(_RULES_OPENING):
+            try:
+                rules, end = CustomerState.from_json(text, len(_RULES_OPENING))
+                if not text.startswith(_PROFILE_OPENING, end):
+                    raise ValueError("no profile after the rules state")
+                profile = json.loads(text[end + len(_PROFILE_OPENING) : -1])
+            except ValueError:
+                pass
+            else:
+                return cls(rules, BehaviourProfile.from_dict(profile, tz=tz))
+        document = json.loads(text)
         return cls(
             CustomerState.from_dict(document["rules"]),
             BehaviourProfile.from_dict(document["profile"], tz=tz),
         )
+
+
+# How ``CustomerRecord.to_json_bytes`` opens each half.
+_RULES_OPENING = '{"rules":'
+_PROFILE_OPENING = ',"profile":'
 
 
 class CustomerTable:

@@ -280,3 +280,50 @@ def test_the_encoder_writes_what_json_dumps_writes_with_or_without_the_accelerat
     plain = state_module._chunk_encoder()
     for value in ENCODED_VALUES:
         assert "".join(plain(value, 0)) == json.dumps(value, separators=(",", ":"))
+
+
+def test_a_state_read_from_its_text_keeps_that_text_for_its_next_write() -> None:
+    """``from_json`` gives the state ``from_dict`` gives, and each event and the daily
+    totals keep the text they were read from, under the same previous event and
+    counterparty reference a fresh write would encode them with."""
+    state = mixed_state()
+    state.add(event("tx-0006", START + 2 * 86_400, counterparty="甲公司"))
+    text = state.to_json()
+    restored, end = CustomerState.from_json(text)
+    assert end == len(text)
+    assert restored.to_dict() == state.to_dict()
+    assert restored.events == state.events
+    written_fresh = CustomerState.from_dict(json.loads(text))
+    assert written_fresh.to_json() == text  # encodes every event afresh
+    previous = None
+    for kept, fresh in zip(restored.events, written_fresh.events, strict=True):
+        assert kept.encoded is not None and fresh.encoded is not None
+        assert kept.encoded[0] is previous
+        assert kept.encoded[1:] == fresh.encoded[1:]
+        previous = kept
+    assert (restored._daily_text, restored._daily_kept) == (
+        written_fresh._daily_text,
+        written_fresh._daily_kept,
+    )
+    assert restored.to_json() == text
+    # Then changed, its writes still equal a from-scratch encoding.
+    restored.add(event("tx-0007", START + 2 * 86_400 + 60, counterparty="6222000011112222"))
+    restored.expire(
+        now=START + 2 * 86_400 + 60, today=int(DAY) + 2, retention_seconds=86_400,
+        daily_days=5, fired_seconds=10,
+    )  # fmt: skip
+    assert restored.to_json() == json.dumps(restored.to_dict(), separators=(",", ":"))
+
+
+def test_from_json_reads_only_the_compact_text_and_any_format_it_reads() -> None:
+    state = mixed_state()
+    spaced = json.dumps(state.to_dict())
+    with pytest.raises(ValueError, match="not a compact rules state"):
+        CustomerState.from_json(spaced)
+    old, end = CustomerState.from_json(FORMAT_2_STATE)
+    assert end == len(FORMAT_2_STATE)
+    assert old.to_dict() == state.to_dict()
+    assert old.to_json() == json.dumps(state.to_dict(), separators=(",", ":"))
+    # An object further into a text: the index after it is returned.
+    text = state.to_json()
+    assert CustomerState.from_json(f"[{text},1]", 1)[1] == len(text) + 1

@@ -108,7 +108,7 @@ def test_every_write_equals_a_from_scratch_encoding(engine: RuleEngine) -> None:
         assert written == _from_scratch(record), (tx.customer_id, tx.tx_id)
         writes[tx.customer_id] = writes.get(tx.customer_id, 0) + 1
         if writes[tx.customer_id] % ROUND_TRIP_EVERY == 0:
-            # Read back from the table: the decoded record starts with no kept text.
+            # Read back from the table: the decoded record keeps the text it was read from.
             restored = CustomerRecord.from_json_bytes(written, tz=SHANGHAI)
             assert restored.to_json_bytes() == written
             records[tx.customer_id] = restored
