@@ -12,7 +12,10 @@ in event order exactly as the backtest does:
   the next ``--record-write-days`` days' transactions, each followed by the timed write
   of its customer's record, as a book of many customers writes (one customer rarely
   transacts twice within a flush): microseconds per write
-  (``CustomerRecord.to_json_bytes``) and to decode, mean bytes per half.
+  (``CustomerRecord.to_json_bytes``) and to decode, mean bytes per half; and the same
+  transactions again, each record first decoded from the bytes the table held, as a
+  book larger than the worker's decoded-record cache goes: microseconds per write
+  after a decode.
 
 Usage: ``.venv/bin/python bench/rules_bench.py [--customers N] [--days N] [--out PATH]``
 (``--record-customers N --record-days N --record-write-days N`` for the table values)
@@ -114,8 +117,8 @@ def record_json(
             apply(tx)
         elif tx.customer_id in records:
             following.append(tx)
-    for record in records.values():
-        record.to_json_bytes()  # the write of the batch before
+    # The write of the batch before, and what the table then holds.
+    stored = {customer_id: record.to_json_bytes() for customer_id, record in records.items()}
     written = []
     encode = 0.0
     for tx in following:
@@ -127,6 +130,15 @@ def record_json(
     for raw in written:
         CustomerRecord.from_json_bytes(raw, tz=tz)
     decode = time.process_time() - cpu
+    # Again, as a book larger than the worker's decoded-record cache goes: each
+    # transaction's record decoded from the table's bytes, changed, written.
+    encode_after_decode = 0.0
+    for tx in following:
+        records[tx.customer_id] = CustomerRecord.from_json_bytes(stored[tx.customer_id], tz=tz)
+        record = apply(tx)
+        cpu = time.process_time()
+        stored[tx.customer_id] = record.to_json_bytes()
+        encode_after_decode += time.process_time() - cpu
     halves = [json.loads(raw) for raw in written]
     return {
         "customers": len(records),
@@ -135,6 +147,7 @@ def record_json(
         "write_days": write_days,
         "encode_microseconds": round(encode / len(written) * 1e6, 1),
         "decode_microseconds": round(decode / len(written) * 1e6, 1),
+        "encode_after_decode_microseconds": round(encode_after_decode / len(written) * 1e6, 1),
         "mean_bytes": round(statistics.mean(len(raw) for raw in written)),
         "mean_rules_bytes": round(statistics.mean(len(_compact(h["rules"])) for h in halves)),
         "mean_profile_bytes": round(statistics.mean(len(_compact(h["profile"])) for h in halves)),

@@ -20,3 +20,4 @@ def test_rules_bench_writes_both_measurements(tmp_path: Path) -> None:
     assert records["write_days"] == 5
     assert records["writes"] > records["customers"] > 0
     assert records["encode_microseconds"] > 0
+    assert records["encode_after_decode_microseconds"] > 0
