@@ -76,6 +76,14 @@ def _first_run(*path: str) -> Callable[[dict[str, Any]], float | None]:
     return read
 
 
+def _record_decode_and_write(document: dict[str, Any]) -> float | None:
+    """What a transaction costs in record work where its customer's record is not kept
+    decoded (a book larger than the worker's cache): the decode plus the write after it."""
+    decode = _get("record_json", "decode_microseconds")(document)
+    write = _get("record_json", "encode_after_decode_microseconds")(document)
+    return None if decode is None or write is None else decode + write
+
+
 def _last_window_p99(document: dict[str, Any]) -> float | None:
     """The p99 of the messages sent in the last sixth of the broker latency bench."""
     windows = document.get("latency_by_send_window") or [{}]
@@ -162,6 +170,12 @@ CHECKS = (
         "rules engine, full pack, in process",
         _get("full_pack", "transactions_per_second"),
         "tx/s",
+    ),
+    Check(
+        "rules",
+        "a customer's record decoded and written again (a 60-day customer, in process)",
+        _record_decode_and_write,
+        "us",
     ),
     Check(
         "model",

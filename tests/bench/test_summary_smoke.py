@@ -29,6 +29,8 @@ def test_summary_marks_targets_met_and_missing_results(tmp_path: Path) -> None:
     _write(tmp_path, "memory", {"table": {"bytes_per_customer": 900.0}, "rss_bytes": {}})
     # p99 under the bound, but at a lower offered rate than the target's: not met.
     _write(tmp_path, "cases", {"parameters": {"rate": 200}, "latency_seconds": {"p99": 0.1}})
+    records = {"decode_microseconds": 210.5, "encode_after_decode_microseconds": 85.0}
+    _write(tmp_path, "rules", {"full_pack": {}, "record_json": records})
     windows = [{"p99": 0.02}, {"p99": 0.205}]
     _write(tmp_path, "broker_latency", {"latency_by_send_window": windows})
 
@@ -52,6 +54,8 @@ def test_summary_marks_targets_met_and_missing_results(tmp_path: Path) -> None:
     assert "| 900 bytes | yes |" in rows["customer table, encoded bytes per customer"]
     assert "| 0.100 s | no |" in rows["alert stored as a case, p99 latency"]
     assert "| not run |" in rows["2 workers / 1 worker, 4 partitions"]
+    record = "a customer's record decoded and written again (a 60-day customer, in process)"
+    assert "| - | 296 us | - |" in rows[record]
     broker = "embedded broker alone, one hop, p99 of the last sixth (not run by make bench)"
     assert "| - | 0.205 s | - |" in rows[broker]
     assert any(line.startswith("Machine: 2 CPUs") for line in lines)
