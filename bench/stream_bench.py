@@ -46,6 +46,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
@@ -913,6 +914,11 @@ def run_bench(args: argparse.Namespace, log_dir: Path, work_dir: Path) -> dict[s
     topic = f"bench-transactions-{run_id}"
     workload, database_url = prepare_run(args, work_dir)
     total = len(workload.records)
+    decoded_kept = (
+        Settings.model_fields["decoded_records_kept"].default
+        if args.decoded_records_kept is None
+        else args.decoded_records_kept
+    )
     targets = [
         # The ceiling first: it is quick, and a broken setup shows up in seconds.
         ("bare_agent", [sys.executable, str(BARE_AGENT_SCRIPT)], bare_agent_counter),
@@ -963,6 +969,7 @@ def run_bench(args: argparse.Namespace, log_dir: Path, work_dir: Path) -> dict[s
                     registry=None if args.floor else workload.registry,
                     rule_pack=FLOOR_PACK if args.floor else None,
                 )
+                env["AMLWATCH_DECODED_RECORDS_KEPT"] = str(decoded_kept)
             log_path = log_dir / f"{name}.log"
             with running_process(command, env, log_path, directory, cpus=consumer_cpus) as process:
                 try:
@@ -992,7 +999,7 @@ def run_bench(args: argparse.Namespace, log_dir: Path, work_dir: Path) -> dict[s
 
     # On the consumers' core, free now that the broker is gone.
     pin_to(consumer_cpus, psutil.Process())
-    in_process = in_process_work(workload, floor=args.floor)
+    in_process = in_process_work(workload, floor=args.floor, decoded_kept=decoded_kept)
     pipeline = results["pipeline"]
     # The pipeline's CPU a transaction, of which the replayed work is this share.
     pipeline_microseconds = 1e6 / pipeline["messages_per_cpu_second"]
@@ -1007,6 +1014,7 @@ def run_bench(args: argparse.Namespace, log_dir: Path, work_dir: Path) -> dict[s
         "partitions": args.partitions,
         "poll_interval_seconds": args.poll_interval,
         "cpu_affinity": affinity,
+        "decoded_records_kept": decoded_kept,
         # True: the "pipeline" ran without its AML work (--floor, floor_pack.toml).
         "floor": args.floor,
     }
@@ -1031,12 +1039,14 @@ def run_bench(args: argparse.Namespace, log_dir: Path, work_dir: Path) -> dict[s
     }
 
 
-def in_process_work(workload: LiveWorkload, *, floor: bool) -> dict[str, Any]:
+def in_process_work(workload: LiveWorkload, *, floor: bool, decoded_kept: int) -> dict[str, Any]:
     """The worker's own per-transaction code on the same stream, in this process: CPU
     microseconds a transaction for decoding, rules and features (``BatchDetection``),
-    scoring (``ScoringBatch``, one call a batch) and encoding each flush's changed
-    records, with the worker's collector policy. No broker, Faust, acknowledgement or
-    case store: what is left of the pipeline's CPU a transaction is theirs."""
+    scoring (``ScoringBatch``, one call a batch), encoding each flush's changed records
+    and decoding the records of customers beyond the ``decoded_kept`` most recently used
+    (as ``CustomerTable`` keeps them), with the worker's collector policy. No broker,
+    Faust, acknowledgement or case store: what is left of the pipeline's CPU a
+    transaction is theirs."""
     settings = Settings(rule_pack=FLOOR_PACK) if floor else Settings()
     engine = build_rule_engine(settings)
     behaviour = BehaviourTracker.from_reference(engine.reference)
@@ -1044,22 +1054,50 @@ def in_process_work(workload: LiveWorkload, *, floor: bool) -> dict[str, Any]:
     model = None if version is None else load_model(workload.registry, version)
     customers = {customer.customer_id: customer for customer in workload.population.customers}
     tz = ZoneInfo(settings.bank_timezone)
-    table: dict[str, CustomerRecord] = {}
-    seconds = dict.fromkeys(("decode", "rules_and_features", "scoring", "encoding"), 0.0)
-    unwritten: set[str] = set()
+    stored: dict[str, bytes] = {}  # the table's values, as flushed
+    kept: OrderedDict[str, CustomerRecord] = OrderedDict()  # decoded, least recent first
+    staged: dict[str, CustomerRecord] = {}  # changed since the last flush
+    seconds = dict.fromkeys(
+        ("decode", "rules_and_features", "scoring", "encoding", "record_decoding"), 0.0
+    )
     writes = 0
     records = workload.records
+    clock = time.process_time
+
+    def keep(customer_id: str, record: CustomerRecord) -> None:
+        kept[customer_id] = record
+        kept.move_to_end(customer_id)
+        while len(kept) > decoded_kept:
+            kept.popitem(last=False)
+
+    def read_record(customer_id: str) -> CustomerRecord | None:
+        record = staged.get(customer_id)
+        if record is not None:
+            return record
+        record = kept.get(customer_id)
+        if record is not None:
+            kept.move_to_end(customer_id)
+            return record
+        raw = stored.get(customer_id)
+        if raw is None:
+            return None
+        began = clock()
+        record = CustomerRecord.from_json_bytes(raw, tz=tz)
+        seconds["record_decoding"] += clock() - began
+        keep(customer_id, record)
+        return record
+
     tune_collector()
     freeze_long_lived()
-    clock = time.process_time
     for number, start in enumerate(range(0, len(records), IN_PROCESS_BATCH), start=1):
         began = clock()
         transactions = [
             decode_transaction(value) for _, value in records[start : start + IN_PROCESS_BATCH]
         ]
         decoded = clock()
+        record_decoding = seconds["record_decoding"]
         batch = BatchDetection(
-            engine, behaviour, customers.get, table.get, tz, scoring=model is not None
+            engine, behaviour, customers.get, read_record, tz, scoring=model is not None
         )
         for offset, tx in enumerate(transactions):
             batch.apply(tx, ("in-process", start + offset))
@@ -1068,16 +1106,19 @@ def in_process_work(workload: LiveWorkload, *, floor: bool) -> dict[str, Any]:
             batch.to_score.detections(model, tz)
         scored = clock()
         for customer_id in batch.changed:
-            table[customer_id] = batch.working[customer_id]
-        unwritten |= batch.changed
+            staged[customer_id] = batch.working[customer_id]
         if number % IN_PROCESS_FLUSH_EVERY == 0 or start + IN_PROCESS_BATCH >= len(records):
-            for customer_id in unwritten:
-                table[customer_id].to_json_bytes()
-            writes += len(unwritten)
-            unwritten = set()
+            for customer_id, record in staged.items():
+                stored[customer_id] = record.to_json_bytes()
+                keep(customer_id, record)
+            writes += len(staged)
+            staged = {}
         encoded = clock()
         seconds["decode"] += decoded - began
-        seconds["rules_and_features"] += applied - decoded
+        # Less the records decoded on the way, counted on their own.
+        seconds["rules_and_features"] += (
+            applied - decoded - (seconds["record_decoding"] - record_decoding)
+        )
         seconds["scoring"] += scored - applied
         seconds["encoding"] += encoded - scored
     count = len(records)
@@ -1088,6 +1129,7 @@ def in_process_work(workload: LiveWorkload, *, floor: bool) -> dict[str, Any]:
         "record_writes_per_transaction": round(writes / count, 3),
         "batch": IN_PROCESS_BATCH,
         "flush_every_batches": IN_PROCESS_FLUSH_EVERY,
+        "decoded_records_kept": decoded_kept,
     }
 
 
@@ -1161,8 +1203,9 @@ def print_summary(document: dict[str, Any]) -> None:
     console.print(
         f"the same stream in process: decoding {spent['decode']:.1f}, rules and features "
         f"{spent['rules_and_features']:.1f}, scoring {spent['scoring']:.1f}, encoding "
-        f"records {spent['encoding']:.1f} us a transaction: "
-        f"{work['share_of_pipeline_cpu']:.0%} of the pipeline's CPU a transaction"
+        f"records {spent['encoding']:.1f}, decoding records {spent['record_decoding']:.1f} "
+        f"us a transaction: {work['share_of_pipeline_cpu']:.0%} of the pipeline's CPU a "
+        "transaction"
     )
     if any(row["resolution_limited"] for _, row in rows):
         console.print("* shorter than a poll interval or a CPU tick: a lower bound only")
@@ -1220,6 +1263,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_workload_options(parser, customers=1000, days=18)
     parser.add_argument(
         "--core", type=int, default=None, help="CPU both consumers run on (default: the last)"
+    )
+    parser.add_argument(
+        "--decoded-records-kept",
+        type=int,
+        default=None,
+        help="customers whose records the worker keeps decoded (default: the worker's "
+        "default); fewer than the customers measures a book larger than the cache",
     )
     parser.add_argument(
         "--floor",

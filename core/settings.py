@@ -19,6 +19,11 @@ PLACEHOLDER_SECRETS = frozenset(
     {"changeme", "changeit", "secret", "password", "placeholder", "example", "todo", "test", "xxx"}
 )
 MIN_SECRET_LENGTH = 16
+# Enough for the customers active within minutes on a busy worker; any other customer's
+# record is decoded again on their next transaction (about 0.2 ms with months of
+# history: the rules bench's record_json). Why not every customer: the memory
+# (stream.customer_table.CustomerTable).
+DEFAULT_DECODED_RECORDS_KEPT = 10_000
 
 
 class Settings(BaseSettings):
@@ -53,6 +58,14 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(4, ge=1, le=1024)
     topic_replication: int = Field(1, ge=1)
     max_message_bytes: int = Field(DEFAULT_MAX_MESSAGE_BYTES, ge=1024)
+    decoded_records_kept: int = Field(
+        DEFAULT_DECODED_RECORDS_KEPT,
+        ge=0,
+        description=(
+            "Customers whose table records a worker keeps decoded, the most recently used: "
+            "any other customer's record is decoded from its bytes on their next transaction."
+        ),
+    )
     eager_delivery: bool = Field(
         True,
         description=(

@@ -256,6 +256,7 @@ def build_app(
                 customer_state.changelog_topic.get_topic_name(),
                 settings.topic_partitions,
             ),
+            decoded_kept=settings.decoded_records_kept,
         ),
         engine=engine,
         customers=customers,

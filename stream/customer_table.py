@@ -15,13 +15,11 @@ from typing import Any
 import faust
 from aiokafka.producer.message_accumulator import BatchBuilder
 
+from core.settings import DEFAULT_DECODED_RECORDS_KEPT
 from models.features import BehaviourProfile
 from rules.state import CustomerState
 from stream.partitioning import partition_of
 
-# Enough for the customers active within minutes on a busy worker; a customer beyond it
-# is decoded again on their next transaction (tens of microseconds).
-DECODED_RECORDS_KEPT = 10_000
 # Kafka record batches of up to 1 MiB: a typical micro-batch's records of one partition
 # in one batch, within what a broker accepts by default.
 CHANGELOG_BATCH_BYTES = 1024 * 1024
@@ -245,7 +243,7 @@ class CustomerTable:
     Decoding the JSON on every message would dominate the cost, so a decoded record is
     kept and reused as long as the table still holds the very bytes it was decoded from
     (a revoked partition or a recovered value is a different object, never mistaken for
-    it). Only the ``DECODED_RECORDS_KEPT`` most recently used customers stay decoded: a
+    it). Only the ``decoded_kept`` most recently used customers stay decoded: a
     decoded record takes several times the memory of its bytes, and a worker's share of
     a bank's customers must fit in memory as bytes, not as Python objects.
 
@@ -265,7 +263,7 @@ class CustomerTable:
         tz: tzinfo,
         changelog: ChangelogBatches,
         *,
-        decoded_kept: int = DECODED_RECORDS_KEPT,
+        decoded_kept: int = DEFAULT_DECODED_RECORDS_KEPT,
         flush_after_seconds: float = RECORD_FLUSH_SECONDS,
         flush_after_stages: int = RECORD_FLUSH_STAGES,
     ) -> None:

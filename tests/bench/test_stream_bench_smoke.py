@@ -17,16 +17,21 @@ SMALL_WORKLOAD = ["--customers", "60", "--days", "9", "--training-days", "8"]
 @pytest.mark.integration
 def test_stream_bench_writes_a_complete_result(tmp_path: Path) -> None:
     """A small run exits 0 and writes every key: positive rates for both consumers, the
-    model scoring every scorable transaction, every alert emitted stored."""
+    model scoring every scorable transaction, every alert emitted stored. Its worker keeps
+    fewer records decoded than there are customers, so it decodes records again from the
+    table's bytes (the replay in process flushes only at the end of so short a stream)."""
     out = tmp_path / "results" / "stream.json"
 
-    result = run_bench_script("stream_bench.py", *SMALL_WORKLOAD, out=out).result
+    result = run_bench_script(
+        "stream_bench.py", *SMALL_WORKLOAD, "--decoded-records-kept", "10", out=out
+    ).result
     assert result["timestamp"]
     assert {"cpu_count", "python", "faust_streaming", "aiokafka"} <= result["machine"].keys()
     params = result["parameters"]
     assert params["customers"] == 60
     assert params["transactions"] > 0 and params["message_bytes"] > 0
     assert params["model_version"]
+    assert params["decoded_records_kept"] == result["in_process"]["decoded_records_kept"] == 10
     affinity = params["cpu_affinity"]
     assert len(affinity["consumer"]) == 1
     for name in ("pipeline", "bare_agent", "bare_agent_after", "bare_agent_eager"):
@@ -56,8 +61,11 @@ def test_stream_bench_writes_a_complete_result(tmp_path: Path) -> None:
     )
     work = result["in_process"]
     stages = work["microseconds_per_transaction"]
-    assert set(stages) == {"decode", "rules_and_features", "scoring", "encoding"}
-    assert all(spent > 0 for spent in stages.values()), stages
+    assert set(stages) == {
+        "decode", "rules_and_features", "scoring", "encoding", "record_decoding"
+    }  # fmt: skip
+    assert all(spent > 0 for name, spent in stages.items() if name != "record_decoding"), stages
+    assert stages["record_decoding"] >= 0
     assert work["total_microseconds_per_transaction"] == pytest.approx(
         sum(stages.values()), abs=0.3
     )
@@ -85,4 +93,7 @@ def test_the_floor_run_is_the_pipeline_without_its_aml_work(tmp_path: Path) -> N
     assert outcome["detections_emitted"]["alert"] == 0
     assert outcome["detections_emitted"]["report"] == 0
     assert result["in_process"]["microseconds_per_transaction"]["scoring"] == 0
+    # The worker's own cache size by default: 60 customers all stay decoded.
+    assert result["parameters"]["decoded_records_kept"] == 10_000
+    assert result["in_process"]["microseconds_per_transaction"]["record_decoding"] == 0
     assert "│ floor " in run.stdout, "the table names the run as the floor"

@@ -28,3 +28,14 @@ def test_unknown_timezone_is_refused_with_its_name(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("AMLWATCH_BANK_TIMEZONE", "Mars/Olympus")
     with pytest.raises(ValidationError, match="Mars/Olympus"):
         Settings()
+
+
+def test_the_decoded_record_cache_is_sized_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings(_env_file=None).decoded_records_kept == 10_000
+    monkeypatch.setenv("AMLWATCH_DECODED_RECORDS_KEPT", "250000")
+    assert Settings().decoded_records_kept == 250_000
+    monkeypatch.setenv("AMLWATCH_DECODED_RECORDS_KEPT", "-1")
+    with pytest.raises(ValidationError, match="decoded_records_kept"):
+        Settings()

@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import faust
 import pytest
 from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry
 
+from core.settings import Settings
+from stream.app import build_app
 from stream.broker import EmbeddedBroker
 from stream.customer_table import ChangelogBatches, CustomerRecord, CustomerTable, SizedValues
+from stream.customers import CustomerDirectory
+from stream.detection_engine import build_rule_engine
 from stream.topics import ensure_topics
 from tests.conftest import consume_all
 
@@ -72,6 +78,17 @@ def test_only_the_most_recently_used_records_stay_decoded() -> None:
     assert evicted is not records["C0"]
     assert evicted is not None and evicted.rules.transactions == 0
     assert table.get("missing") is None
+
+
+def test_the_worker_keeps_as_many_records_decoded_as_configured(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, decoded_records_kept=7, data_dir=tmp_path)
+    built = build_app(
+        settings,
+        engine=build_rule_engine(settings),
+        customers=CustomerDirectory(None),
+        registry=CollectorRegistry(),
+    )
+    assert built.customer_table.decoded_kept == 7
 
 
 def test_size_counts_entries_and_encoded_bytes() -> None:
