@@ -137,3 +137,30 @@ def test_a_second_write_of_an_unchanged_record_gives_the_same_bytes() -> None:
     first = record.to_json_bytes()
     assert record.to_json_bytes() == first == _from_scratch(record)
     assert json.loads(first)["profile"]["dc"] == [1]
+
+
+def test_a_record_in_any_other_json_layout_is_read_whole(engine: RuleEngine) -> None:
+    """The compact reader keeps the texts of what it reads; a value written otherwise
+    (spaces, the halves in another order, more keys) is parsed whole instead, and all
+    give the same record."""
+    behaviour = BehaviourTracker.from_reference(engine.reference)
+    record = CustomerRecord.new(SHANGHAI)
+    arrivals = _arrivals()[:400]
+    for tx in arrivals:
+        if tx.customer_id == arrivals[0].customer_id:
+            engine.process(record.rules, tx, None)
+            behaviour.observe(record.profile, tx, None, scoring=False)
+    compact = record.to_json_bytes()
+    document = json.loads(compact)
+    assert len(document["rules"]["e"]) > 1 and len(document["rules"]["a"]) > 1
+    layouts = [
+        compact,
+        json.dumps(document).encode(),  # spaces after separators
+        json.dumps({"profile": document["profile"], "rules": document["rules"]}).encode(),
+        compact[:-1] + b',"note":"kept by hand"}',
+        compact + b"\n",
+    ]
+    for raw in layouts:
+        restored = CustomerRecord.from_json_bytes(raw, tz=SHANGHAI)
+        assert restored.to_json_bytes() == compact, raw[:40]
+        assert restored.to_json_bytes() == _from_scratch(restored)
