@@ -206,8 +206,8 @@ class CustomerRecord:
         """Rebuild what ``to_json_bytes`` wrote.
 
         The rules half is read with :meth:`CustomerState.from_json`, which keeps the
-        texts its next write reuses; a value in any other layout (an older format, a
-        value written by hand) is parsed whole.
+        texts its next write reuses; a value in any other JSON layout (spaces, the
+        halves in another order, more keys: written by hand) is parsed whole.
         """
         text = raw.decode()
         if text.startswith(_RULES_OPENING):
