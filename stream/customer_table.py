@@ -180,6 +180,12 @@ def _size(value: Any) -> int:
     return 0 if value is None else len(value)
 
 
+# What opens each half of a record's JSON: written by ``CustomerRecord.to_json_bytes``,
+# looked for by ``from_json_bytes``.
+_RULES_OPENING = '{"rules":'
+_PROFILE_OPENING = ',"profile":'
+
+
 @dataclass(slots=True)
 class CustomerRecord:
     """One customer's table value; both halves are written together or not at all."""
@@ -198,7 +204,7 @@ class CustomerRecord:
         Joined from each half's text: both reuse the text of what the last write
         already encoded, which a json.dumps of the whole value could not.
         """
-        text = f'{{"rules":{self.rules.to_json()},"profile":{self.profile.to_json()}}}'
+        text = f"{_RULES_OPENING}{self.rules.to_json()}{_PROFILE_OPENING}{self.profile.to_json()}}}"
         return text.encode()
 
     @classmethod
@@ -225,11 +231,6 @@ class CustomerRecord:
             CustomerState.from_dict(document["rules"]),
             BehaviourProfile.from_dict(document["profile"], tz=tz),
         )
-
-
-# How ``CustomerRecord.to_json_bytes`` opens each half.
-_RULES_OPENING = '{"rules":'
-_PROFILE_OPENING = ',"profile":'
 
 
 class CustomerTable:
