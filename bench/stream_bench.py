@@ -914,11 +914,6 @@ def run_bench(args: argparse.Namespace, log_dir: Path, work_dir: Path) -> dict[s
     topic = f"bench-transactions-{run_id}"
     workload, database_url = prepare_run(args, work_dir)
     total = len(workload.records)
-    decoded_kept = (
-        Settings.model_fields["decoded_records_kept"].default
-        if args.decoded_records_kept is None
-        else args.decoded_records_kept
-    )
     targets = [
         # The ceiling first: it is quick, and a broken setup shows up in seconds.
         ("bare_agent", [sys.executable, str(BARE_AGENT_SCRIPT)], bare_agent_counter),
@@ -969,7 +964,7 @@ def run_bench(args: argparse.Namespace, log_dir: Path, work_dir: Path) -> dict[s
                     registry=None if args.floor else workload.registry,
                     rule_pack=FLOOR_PACK if args.floor else None,
                 )
-                env["AMLWATCH_DECODED_RECORDS_KEPT"] = str(decoded_kept)
+                env["AMLWATCH_DECODED_RECORDS_KEPT"] = str(args.decoded_records_kept)
             log_path = log_dir / f"{name}.log"
             with running_process(command, env, log_path, directory, cpus=consumer_cpus) as process:
                 try:
@@ -999,7 +994,7 @@ def run_bench(args: argparse.Namespace, log_dir: Path, work_dir: Path) -> dict[s
 
     # On the consumers' core, free now that the broker is gone.
     pin_to(consumer_cpus, psutil.Process())
-    in_process = in_process_work(workload, floor=args.floor, decoded_kept=decoded_kept)
+    in_process = in_process_work(workload, floor=args.floor, decoded_kept=args.decoded_records_kept)
     pipeline = results["pipeline"]
     # The pipeline's CPU a transaction, of which the replayed work is this share.
     pipeline_microseconds = 1e6 / pipeline["messages_per_cpu_second"]
@@ -1014,7 +1009,7 @@ def run_bench(args: argparse.Namespace, log_dir: Path, work_dir: Path) -> dict[s
         "partitions": args.partitions,
         "poll_interval_seconds": args.poll_interval,
         "cpu_affinity": affinity,
-        "decoded_records_kept": decoded_kept,
+        "decoded_records_kept": args.decoded_records_kept,
         # True: the "pipeline" ran without its AML work (--floor, floor_pack.toml).
         "floor": args.floor,
     }
@@ -1267,9 +1262,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--decoded-records-kept",
         type=int,
-        default=None,
-        help="customers whose records the worker keeps decoded (default: the worker's "
-        "default); fewer than the customers measures a book larger than the cache",
+        default=Settings.model_fields["decoded_records_kept"].default,
+        help="customers whose records the worker keeps decoded (default: the worker's, "
+        "%(default)s); fewer than the customers measures a book larger than the cache",
     )
     parser.add_argument(
         "--floor",
