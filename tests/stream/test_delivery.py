@@ -1,5 +1,6 @@
 """Eager delivery keeps the consumer's race against the flow, and skips it when there is
-no race: each case runs with mode's own wait_first and with the eager one."""
+no race: each case runs with mode's own wait_first and with the eager one. A full stream
+buffer is refilled in bulk, and otherwise behaves as Faust's."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import faust
 import pytest
 from faust.transport.consumer import Consumer
 from mode import Service
 from mode.utils.locks import Event
+from mode.utils.queues import FlowControlEvent
 
-from stream.delivery import _eager_wait_first, deliver_records_eagerly
+from stream.delivery import RefillingQueue, _eager_wait_first, deliver_records_eagerly
 
 WAIT_FIRSTS: dict[str, Callable[..., Any]] = {
     "mode": Service.wait_first,
@@ -148,3 +151,108 @@ def test_installing_it_replaces_the_consumers_wait_first_only() -> None:
     deliver_records_eagerly()
     assert Consumer.wait_first is _eager_wait_first
     assert Service.wait_first is WAIT_FIRSTS["mode"]
+
+
+def test_installing_it_gives_faust_channels_refilling_buffers() -> None:
+    deliver_records_eagerly()
+    app = faust.App("refilling-buffers", broker="memory://", stream_buffer_maxsize=64)
+    channel = app.channel(maxsize=None).clone(is_iterator=True)
+    assert isinstance(channel.queue, RefillingQueue)
+    assert channel.queue.maxsize == 64 and channel.queue.refill_size == 32
+
+
+def buffer(maxsize: int) -> RefillingQueue[int]:
+    flow = FlowControlEvent(initially_suspended=False)
+    return RefillingQueue(maxsize=maxsize, flow_control=flow, clear_on_resume=True)
+
+
+def test_a_put_into_a_full_buffer_waits_until_half_of_it_is_taken() -> None:
+    async def main() -> tuple[list[int], list[int]]:
+        queue = buffer(4)
+        for value in range(4):
+            await queue.put(value)
+        put = asyncio.ensure_future(queue.put(4))
+        sizes_while_waiting = []
+        for _ in range(2):
+            await asyncio.sleep(0)
+            assert not put.done(), "one record taken is not yet a refill"
+            sizes_while_waiting.append(queue.qsize())
+            await queue.get()
+        await asyncio.wait_for(put, timeout=1)
+        return sizes_while_waiting, [queue.get_nowait() for _ in range(queue.qsize())]
+
+    sizes, left = asyncio.run(main())
+    assert sizes == [4, 3]
+    assert left == [2, 3, 4], "in order, nothing lost"
+
+
+def test_a_full_buffer_says_it_is_full_until_half_of_it_is_taken() -> None:
+    # Faust's conductor asks before each delivery, and takes its full-buffer path.
+    async def main() -> list[bool]:
+        queue = buffer(4)
+        answers = [queue.full()]
+        for value in range(4):
+            await queue.put(value)
+        for _ in range(2):
+            answers.append(queue.full())
+            queue.get_nowait()
+        answers.append(queue.full())
+        return answers
+
+    assert asyncio.run(main()) == [False, True, True, False]
+
+
+def test_a_put_into_a_buffer_with_room_does_not_wait() -> None:
+    async def main() -> list[int]:
+        queue = buffer(4)
+        for value in range(3):
+            await queue.put(value)
+        queue.get_nowait()
+        await queue.put(3)  # three of four: room, whatever the refill size
+        return [queue.get_nowait() for _ in range(queue.qsize())]
+
+    assert asyncio.run(main()) == [1, 2, 3]
+
+
+def test_clearing_the_buffer_cancels_the_waiting_put() -> None:
+    async def main() -> tuple[bool, int]:
+        queue = buffer(2)
+        await queue.put(0)
+        await queue.put(1)
+        put = asyncio.ensure_future(queue.put(2))
+        await asyncio.sleep(0)
+        queue.clear()  # what a rebalance does to the streams' buffers
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(put, timeout=1)
+        return put.cancelled(), queue.qsize()
+
+    assert asyncio.run(main()) == (True, 0)
+
+
+def test_a_cleared_buffer_has_room_at_once() -> None:
+    async def main() -> bool:
+        queue = buffer(2)
+        await queue.put(0)
+        await queue.put(1)
+        assert queue.full()
+        queue.clear()
+        return queue.full()
+
+    assert asyncio.run(main()) is False
+
+
+def test_a_cancelled_put_leaves_nothing_waiting() -> None:
+    async def main() -> list[int]:
+        queue = buffer(2)
+        await queue.put(0)
+        await queue.put(1)
+        put = asyncio.ensure_future(queue.put(2))
+        await asyncio.sleep(0)
+        put.cancel()  # the consumer's race lost to a suspended flow
+        with pytest.raises(asyncio.CancelledError):
+            await put
+        taken = [await queue.get(), await queue.get()]
+        await queue.put(3)
+        return [*taken, queue.get_nowait()]
+
+    assert asyncio.run(main()) == [0, 1, 3]
