@@ -6,9 +6,9 @@ it over the very topic the pipeline read and compare the two. The count is serve
 JSON at ``/count`` on the web port; there is no Prometheus sensor, no table and no
 producer traffic, which is exactly the work the pipeline does on top of this.
 
-With ``--eager-delivery`` it runs with amlwatch's fix to Faust's consumer
-(``stream.delivery``; ``AMLWATCH_EAGER_DELIVERY`` in the worker): the ceiling of a
-fixed Faust, reported beside the stock one.
+With ``--eager-delivery`` it runs with amlwatch's fixes to Faust's delivery of
+fetched records (``stream.delivery``; ``AMLWATCH_EAGER_DELIVERY`` in the worker): the
+ceiling of a fixed Faust, reported beside the stock one.
 
 Run: ``python bench/bare_agent.py [--eager-delivery]`` (blocks until SIGINT/SIGTERM).
 """
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--eager-delivery",
         action="store_true",
-        help="with amlwatch's fix to Faust's per-record delivery (stream.delivery)",
+        help="with amlwatch's fixes to Faust's per-record delivery (stream.delivery)",
     )
     if parser.parse_args(argv).eager_delivery:
         deliver_records_eagerly()
