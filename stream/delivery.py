@@ -1,5 +1,5 @@
-"""Hand each fetched record to the streams without four tasks per record, and refill a
-full stream buffer in bulk.
+"""Hand each fetched record to the streams without four tasks per record, refill a full
+stream buffer in bulk, and make a raw record's event without a codec.
 
 Faust's consumer delivers every record it fetched with
 ``await self.wait_first(callback(message), self.suspend_flow.wait())``, so that a
@@ -22,6 +22,12 @@ suspends, each paying for the race above and for the task and ``asyncio.wait`` F
 conductor makes for a full buffer: 13% of the stream bench's records did. A
 :class:`RefillingQueue` stays full, once full, until the agent has taken half of it;
 the next half-buffer of records then goes in without suspending.
+
+Every topic here carries raw bytes (key and value serializer ``raw``): Faust's decode
+still passes each key and value through its serializer registry and the ``raw`` codec,
+which returns them unchanged, and looks the Event class up in the settings: 3.3-3.6 us
+a record in process here. :func:`_raw_bytes_decoder` makes the same event from the
+record directly, in 0.4 us.
 """
 
 from __future__ import annotations
@@ -31,21 +37,51 @@ from collections.abc import Coroutine, Generator
 from typing import Any, TypeVar
 
 import faust
+from faust.serializers.schemas import Schema
 from faust.transport.consumer import Consumer
+from faust.types import AppT, EventT, Message
 from mode import Service
 from mode.services import WaitResults
 from mode.utils.queues import ThrowableQueue
 
 _RACED_WAIT_FIRST = Service.wait_first
+_CODEC_DECODER = Schema.compile
 
 _T = TypeVar("_T")
 
 
 def deliver_records_eagerly() -> None:
-    """Make Faust's consumer start each record's delivery before racing it, and make
-    Faust's stream buffers :class:`RefillingQueue` s (see module)."""
+    """Make Faust's consumer start each record's delivery before racing it, Faust's
+    stream buffers :class:`RefillingQueue` s, and raw records' events without a codec
+    (see module)."""
     Consumer.wait_first = _eager_wait_first  # type: ignore[method-assign]
     faust.App.FlowControlQueue = _refilling_queue  # type: ignore[method-assign]
+    Schema.compile = _compile_decoder  # type: ignore[method-assign]
+
+
+def _compile_decoder(self: Schema, app: AppT, **options: Any) -> Any:
+    # Schema.compile, the decoder of each topic: the direct one for raw bytes.
+    raw = (
+        self.key_type is bytes
+        and self.value_type is bytes
+        and self.key_serializer == "raw"
+        and self.value_serializer == "raw"
+    )
+    return _raw_bytes_decoder(app) if raw else _CODEC_DECODER(self, app, **options)
+
+
+def _raw_bytes_decoder(app: AppT) -> Any:
+    """What Faust's decoder returns for a raw-bytes schema: the record's key and value as
+    they are (``None`` included), in the app's Event class. Nothing can fail to decode."""
+    app.finalize()  # as Faust's decoder does before it reads the settings
+    # The settings type the class as a typing form; it is faust.Event unless configured.
+    event_class: Any = app.conf.Event
+
+    async def decode(message: Message, *, propagate: bool = False) -> EventT[Any]:
+        event: EventT[Any] = event_class(app, message.key, message.value, message.headers, message)
+        return event
+
+    return decode
 
 
 def _refilling_queue(

@@ -1,6 +1,7 @@
 """Eager delivery keeps the consumer's race against the flow, and skips it when there is
 no race: each case runs with mode's own wait_first and with the eager one. A full stream
-buffer is refilled in bulk, and otherwise behaves as Faust's."""
+buffer is refilled in bulk, and otherwise behaves as Faust's. A raw record becomes the
+event Faust's codecs would have made."""
 
 from __future__ import annotations
 
@@ -10,12 +11,20 @@ from typing import Any
 
 import faust
 import pytest
+from faust.serializers.schemas import Schema
 from faust.transport.consumer import Consumer
+from faust.types import TP, Message
 from mode import Service
 from mode.utils.locks import Event
 from mode.utils.queues import FlowControlEvent
 
-from stream.delivery import RefillingQueue, _eager_wait_first, deliver_records_eagerly
+from stream.delivery import (
+    _CODEC_DECODER,
+    RefillingQueue,
+    _compile_decoder,
+    _eager_wait_first,
+    deliver_records_eagerly,
+)
 
 WAIT_FIRSTS: dict[str, Callable[..., Any]] = {
     "mode": Service.wait_first,
@@ -256,3 +265,88 @@ def test_a_cancelled_put_leaves_nothing_waiting() -> None:
         return [*taken, queue.get_nowait()]
 
     assert asyncio.run(main()) == [0, 1, 3]
+
+
+RAW_BYTES: dict[str, Any] = {
+    "key_type": bytes,
+    "value_type": bytes,
+    "key_serializer": "raw",
+    "value_serializer": "raw",
+}
+
+
+def record(key: bytes | None, value: bytes | None, headers: Any) -> Message:
+    return Message(
+        topic="transactions",
+        partition=1,
+        offset=7,
+        timestamp=1.0,
+        timestamp_type=0,
+        headers=headers,
+        key=key,
+        value=value,
+        checksum=None,
+        tp=TP("transactions", 1),
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "headers"),
+    [
+        (b"C001", b'{"tx_id": "T1"}', []),
+        (None, b"not json at all \xff", [("source", b"0:12")]),
+        (b"C001", None, ()),
+        (b"", b"", None),
+    ],
+)
+def test_a_raw_record_becomes_the_event_faust_would_make(
+    key: bytes | None, value: bytes | None, headers: Any
+) -> None:
+    app = faust.App("raw-decoder", broker="memory://")
+    schema: Schema[Any, Any] = Schema(**RAW_BYTES)
+    message = record(key, value, headers)
+
+    async def main() -> tuple[Any, Any]:
+        faust_made = await _CODEC_DECODER(schema, app)(message, propagate=True)
+        made = await _compile_decoder(schema, app)(message, propagate=True)
+        return faust_made, made
+
+    faust_made, made = asyncio.run(main())
+    assert type(made) is type(faust_made) is faust.Event
+    assert (made.app, made.key, made.value, made.headers, made.message) == (
+        faust_made.app,
+        faust_made.key,
+        faust_made.value,
+        faust_made.headers,
+        faust_made.message,
+    )
+    assert made.key is key and made.value is value, "the record's own objects, not copies"
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [{"value_serializer": "json"}, {"key_type": str}, {"value_type": None}],
+)
+def test_any_other_schema_keeps_fausts_decoder(changed: dict[str, Any]) -> None:
+    app = faust.App("codec-decoder", broker="memory://")
+    schema: Schema[Any, Any] = Schema(**{**RAW_BYTES, **changed})
+    message = record(b"C001", b'{"tx_id": "T1"}', [])
+
+    async def main() -> tuple[Any, Any]:
+        faust_made = await _CODEC_DECODER(schema, app)(message, propagate=True)
+        made = await _compile_decoder(schema, app)(message, propagate=True)
+        return faust_made, made
+
+    faust_made, made = asyncio.run(main())
+    assert (made.key, made.value) == (faust_made.key, faust_made.value)
+    if changed == {"value_serializer": "json"}:
+        assert made.value == {"tx_id": "T1"}, "decoded by the json codec"
+
+
+def test_installing_it_gives_raw_topics_the_direct_decoder() -> None:
+    deliver_records_eagerly()
+    app = faust.App("raw-topic", broker="memory://")
+    raw_topic = app.topic("transactions", **RAW_BYTES)
+    json_topic = app.topic("other", key_type=bytes, value_serializer="json")
+    assert raw_topic.decode.__qualname__.startswith("_raw_bytes_decoder")
+    assert not json_topic.decode.__qualname__.startswith("_raw_bytes_decoder")
