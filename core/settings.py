@@ -69,8 +69,9 @@ class Settings(BaseSettings):
     eager_delivery: bool = Field(
         True,
         description=(
-            "Faust's consumer starts each record's delivery before racing it, and a full "
-            "stream buffer is refilled in bulk (stream.delivery). False: Faust's own path."
+            "Faust's consumer starts each record's delivery before racing it, a full stream "
+            "buffer is refilled in bulk, and a raw record's event is made without Faust's "
+            "codecs (stream.delivery). False: Faust's own path."
         ),
     )
     rule_pack: Path | None = Field(
