@@ -45,7 +45,7 @@ from mode.services import WaitResults
 from mode.utils.queues import ThrowableQueue
 
 _RACED_WAIT_FIRST = Service.wait_first
-_CODEC_DECODER = Schema.compile
+_COMPILE_WITH_CODECS = Schema.compile
 
 _T = TypeVar("_T")
 
@@ -67,7 +67,7 @@ def _compile_decoder(self: Schema, app: AppT, **options: Any) -> Any:
         and self.key_serializer == "raw"
         and self.value_serializer == "raw"
     )
-    return _raw_bytes_decoder(app) if raw else _CODEC_DECODER(self, app, **options)
+    return _raw_bytes_decoder(app) if raw else _COMPILE_WITH_CODECS(self, app, **options)
 
 
 def _raw_bytes_decoder(app: AppT) -> Any:

@@ -19,7 +19,7 @@ from mode.utils.locks import Event
 from mode.utils.queues import FlowControlEvent
 
 from stream.delivery import (
-    _CODEC_DECODER,
+    _COMPILE_WITH_CODECS,
     RefillingQueue,
     _compile_decoder,
     _eager_wait_first,
@@ -307,7 +307,7 @@ def test_a_raw_record_becomes_the_event_faust_would_make(
     message = record(key, value, headers)
 
     async def main() -> tuple[Any, Any]:
-        faust_made = await _CODEC_DECODER(schema, app)(message, propagate=True)
+        faust_made = await _COMPILE_WITH_CODECS(schema, app)(message, propagate=True)
         made = await _compile_decoder(schema, app)(message, propagate=True)
         return faust_made, made
 
@@ -333,7 +333,7 @@ def test_any_other_schema_keeps_fausts_decoder(changed: dict[str, Any]) -> None:
     message = record(b"C001", b'{"tx_id": "T1"}', [])
 
     async def main() -> tuple[Any, Any]:
-        faust_made = await _CODEC_DECODER(schema, app)(message, propagate=True)
+        faust_made = await _COMPILE_WITH_CODECS(schema, app)(message, propagate=True)
         made = await _compile_decoder(schema, app)(message, propagate=True)
         return faust_made, made
 
