@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SUMMARY_SCRIPT = REPO_ROOT / "bench" / "summary.py"
 
@@ -59,3 +61,35 @@ def test_summary_marks_targets_met_and_missing_results(tmp_path: Path) -> None:
     broker = "embedded broker alone, one hop, p99 of the last sixth (not run by make bench)"
     assert "| - | 0.205 s | - |" in rows[broker]
     assert any(line.startswith("Machine: 2 CPUs") for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("drift", "met"), [(1.05, "yes"), (0.9, "yes"), (1.29, "no"), (0.75, "no")]
+)
+def test_the_ratio_counts_only_when_the_bare_runs_agree(
+    tmp_path: Path, drift: float, met: str
+) -> None:
+    _write(
+        tmp_path,
+        "stream",
+        {
+            "timestamp": "2026-11-30T00:00:00+00:00",
+            "pipeline": {"messages_per_second": 5000.0},
+            "bare_agent_drift": drift,
+            "ratio_pipeline_to_bare": {"messages_per_second": 0.52},
+        },
+    )
+
+    completed = subprocess.run(
+        [sys.executable, str(SUMMARY_SCRIPT), "--results", str(tmp_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    lines = (tmp_path / "summary.md").read_text().splitlines()
+    rows = {line.split(" | ")[1]: line for line in lines if line.startswith("| ")}
+    assert f"| 0.52 | {met} |" in rows["pipeline / bare Faust agent (wall rate)"]
