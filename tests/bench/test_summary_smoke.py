@@ -17,6 +17,25 @@ def _write(directory: Path, name: str, document: dict) -> None:
     (directory / f"{name}.json").write_text(json.dumps(document))
 
 
+def _summary_lines(results: Path) -> list[str]:
+    """Run the summary over ``results``; the lines of the Markdown it writes there."""
+    completed = subprocess.run(
+        [sys.executable, str(SUMMARY_SCRIPT), "--results", str(results)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return (results / "summary.md").read_text().splitlines()
+
+
+def _rows(lines: list[str]) -> dict[str, str]:
+    """Each table row by its figure's name."""
+    return {line.split(" | ")[1]: line for line in lines if line.startswith("| ")}
+
+
 def test_summary_marks_targets_met_and_missing_results(tmp_path: Path) -> None:
     _write(
         tmp_path,
@@ -36,19 +55,8 @@ def test_summary_marks_targets_met_and_missing_results(tmp_path: Path) -> None:
     windows = [{"p99": 0.02}, {"p99": 0.205}]
     _write(tmp_path, "broker_latency", {"latency_by_send_window": windows})
 
-    completed = subprocess.run(
-        [sys.executable, str(SUMMARY_SCRIPT), "--results", str(tmp_path)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-
-    lines = (tmp_path / "summary.md").read_text().splitlines()
-    rows = {line.split(" | ")[1]: line for line in lines if line.startswith("| ")}
+    lines = _summary_lines(tmp_path)
+    rows = _rows(lines)
     assert rows["full pipeline, one worker on one core"].endswith(
         "| 3,500 tx/s | yes | 2026-11-29 |"
     )
@@ -80,16 +88,5 @@ def test_the_ratio_counts_only_when_the_bare_runs_agree(
         },
     )
 
-    completed = subprocess.run(
-        [sys.executable, str(SUMMARY_SCRIPT), "--results", str(tmp_path)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    lines = (tmp_path / "summary.md").read_text().splitlines()
-    rows = {line.split(" | ")[1]: line for line in lines if line.startswith("| ")}
+    rows = _rows(_summary_lines(tmp_path))
     assert f"| 0.52 | {met} |" in rows["pipeline / bare Faust agent (wall rate)"]
