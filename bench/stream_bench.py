@@ -75,7 +75,7 @@ from alerts.database import AlertRow, make_engine, migrate, session_factory
 from alerts.imports import import_customers, import_managers
 from core.compiled import MANIFEST as COMPILED_MANIFEST
 from core.customer import Customer
-from core.settings import Settings
+from core.settings import DEFAULT_DECODED_RECORDS_KEPT, Settings
 from core.transaction import Transaction, decode_transaction, transaction_from_mapping
 from models.features import country_risk_from_lists
 from models.registry import activate, active_version
@@ -1262,7 +1262,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--decoded-records-kept",
         type=int,
-        default=Settings.model_fields["decoded_records_kept"].default,
+        default=DEFAULT_DECODED_RECORDS_KEPT,
         help="customers whose records the worker keeps decoded (default: the worker's, "
         "%(default)s); fewer than the customers measures a book larger than the cache",
     )
