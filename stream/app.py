@@ -3,8 +3,9 @@
 Data path::
 
     transactions (raw bytes; keyed by customer_id, or any key)
-      -> apply_rules, in micro-batches of up to BATCH_MAX_EVENTS (taken every
-         BATCH_WAIT_SECONDS at most; a backlog's are joined, see HeldBatch): decode + validate
+      -> apply_rules, in micro-batches of up to BATCH_MAX_EVENTS (taken from the stream's
+         buffer within BATCH_WAIT_SECONDS of their first, see stream.event_batches; a
+         backlog's are joined, see HeldBatch): decode + validate
            invalid -> transactions-dlq (original bytes, reason in headers)
            keyed by customer_id and on that key's partition -> processed here
            any other key or partition -> <app_id>-transactions-by-customer (key
@@ -46,7 +47,8 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, aclosing
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -73,7 +75,8 @@ from stream.customers import CustomerDirectory
 from stream.dead_letter import NO_REFERENCE_DATA_REASON, UNEXPECTED_REASON, send_dead_letter
 from stream.delivery import deliver_records_eagerly
 from stream.dev_broker import adapt_to_embedded_broker
-from stream.metrics import StreamMetrics, setup_faust_sensors
+from stream.event_batches import release_events, take_batches
+from stream.metrics import ScrapeTimePrometheusMonitor, StreamMetrics, setup_faust_sensors
 from stream.offsets import (
     RESEEK_SECONDS,
     refuse_offset_gaps,
@@ -204,7 +207,7 @@ def build_app(
         **faust_broker_options(settings),
     )
     metrics = StreamMetrics.create(registry)
-    setup_faust_sensors(app, metrics.registry)
+    monitor = setup_faust_sensors(app, metrics.registry)
 
     topic_options: dict[str, Any] = {
         "key_type": bytes,
@@ -266,13 +269,13 @@ def build_app(
     # Computed when scraped: the table changes on every batch and by recovery.
     metrics.table_entries.set_function(built.customer_table.entries)
     metrics.table_bytes.set_function(built.customer_table.encoded_bytes)
-    _register_agents(built)
+    _register_agents(built, monitor)
     _register_pages(built)
     _register_timers(built)
     return built
 
 
-def _register_agents(built: AmlwatchApp) -> None:
+def _register_agents(built: AmlwatchApp, monitor: ScrapeTimePrometheusMonitor) -> None:
     app, settings, metrics = built.faust_app, built.settings, built.metrics
 
     async def dead_letter(
@@ -302,71 +305,79 @@ def _register_agents(built: AmlwatchApp) -> None:
     @app.agent(built.transactions_topic, name=f"{settings.app_id}.apply_rules")
     async def apply_rules(stream: faust.StreamT[bytes]) -> None:
         partitions = await _partitions_processed_in_place(built)
-        # take_events is missing from StreamT, the interface type; Stream has it.
-        batches = stream.take_events(  # type: ignore[attr-defined]
-            TAKE_MAX_EVENTS, within=BATCH_WAIT_SECONDS
-        )
         watch = watch_stream_offsets(app, stream, metrics.offset_jumps)
         here = HeldBatch()
-        async for batch in batches:
-            passed_on = PassedOn()  # dead-lettered or re-keyed: acknowledged once delivered
-            for event in batch:
-                if not (watch.in_order(event) or await watch.admit(event)):
-                    continue
-                source = event.message
-                try:
-                    tx = decode_transaction(source.value, max_bytes=settings.max_message_bytes)
-                except InvalidTransaction as exc:
-                    passed_on.add(
-                        event, await dead_letter(event, exc.reason.value, exc.message, exc.field)
-                    )
-                    continue
-                except Exception as exc:
-                    log.exception("unexpected error decoding offset %s", source.offset)
-                    passed_on.add(
-                        event,
-                        await dead_letter(event, UNEXPECTED_REASON, type(exc).__name__, None),
-                    )
-                    continue
-                key = tx.customer_id.encode()
-                if (
-                    partitions
-                    and source.key == key
-                    and source.partition == partition_of(key, partitions)
-                ):
-                    here.add(Received(event, tx, (f"in-place-{source.partition}", source.offset)))
-                else:
-                    passed_on.add(event, await rekey(event, tx))
-            if here.due(taken=len(batch), queued=_queued_for(stream)):
-                await _apply_batch(built, here.take(), dead_letter)
-            await passed_on.hold(built.durable_acks)
+        async with _batches_of(stream, monitor) as batches:
+            async for batch in batches:
+                passed_on = PassedOn()  # dead-lettered or re-keyed: acknowledged once delivered
+                for event in batch:
+                    if not (watch.in_order(event) or await watch.admit(event)):
+                        continue
+                    source = event.message
+                    try:
+                        tx = decode_transaction(source.value, max_bytes=settings.max_message_bytes)
+                    except InvalidTransaction as exc:
+                        passed_on.add(
+                            event,
+                            await dead_letter(event, exc.reason.value, exc.message, exc.field),
+                        )
+                        continue
+                    except Exception as exc:
+                        log.exception("unexpected error decoding offset %s", source.offset)
+                        passed_on.add(
+                            event,
+                            await dead_letter(event, UNEXPECTED_REASON, type(exc).__name__, None),
+                        )
+                        continue
+                    key = tx.customer_id.encode()
+                    if (
+                        partitions
+                        and source.key == key
+                        and source.partition == partition_of(key, partitions)
+                    ):
+                        position = (f"in-place-{source.partition}", source.offset)
+                        here.add(Received(event, tx, position))
+                    else:
+                        passed_on.add(event, await rekey(event, tx))
+                if here.due(taken=len(batch), queued=_queued_for(stream)):
+                    await _apply_batch(built, here.take(), dead_letter)
+                await passed_on.hold(built.durable_acks)
 
     @app.agent(built.by_customer_topic, name=f"{settings.app_id}.apply_rekeyed_rules")
     async def apply_rekeyed_rules(stream: faust.StreamT[bytes]) -> None:
-        batches = stream.take_events(  # type: ignore[attr-defined]
-            TAKE_MAX_EVENTS, within=BATCH_WAIT_SECONDS
-        )
         watch = watch_stream_offsets(app, stream, metrics.offset_jumps)
         received = HeldBatch()
-        async for batch in batches:
-            passed_on = PassedOn()
-            for event in batch:
-                if not (watch.in_order(event) or await watch.admit(event)):
-                    continue
-                try:
-                    tx = decode_transaction(
-                        event.message.value, max_bytes=PRODUCER_MAX_REQUEST_BYTES
-                    )
-                except InvalidTransaction as exc:
-                    # Only a foreign producer writing to our internal topic gets here.
-                    passed_on.add(
-                        event, await dead_letter(event, exc.reason.value, exc.message, exc.field)
-                    )
-                    continue
-                received.add(Received(event, tx, _rekeyed_position(event)))
-            if received.due(taken=len(batch), queued=_queued_for(stream)):
-                await _apply_batch(built, received.take(), dead_letter)
-            await passed_on.hold(built.durable_acks)
+        async with _batches_of(stream, monitor) as batches:
+            async for batch in batches:
+                passed_on = PassedOn()
+                for event in batch:
+                    if not (watch.in_order(event) or await watch.admit(event)):
+                        continue
+                    try:
+                        tx = decode_transaction(
+                            event.message.value, max_bytes=PRODUCER_MAX_REQUEST_BYTES
+                        )
+                    except InvalidTransaction as exc:
+                        # Only a foreign producer writing to our internal topic gets here.
+                        passed_on.add(
+                            event,
+                            await dead_letter(event, exc.reason.value, exc.message, exc.field),
+                        )
+                        continue
+                    received.add(Received(event, tx, _rekeyed_position(event)))
+                if received.due(taken=len(batch), queued=_queued_for(stream)):
+                    await _apply_batch(built, received.take(), dead_letter)
+                await passed_on.hold(built.durable_acks)
+
+
+def _batches_of(
+    stream: faust.StreamT[bytes], monitor: ScrapeTimePrometheusMonitor
+) -> AbstractAsyncContextManager[AsyncGenerator[list[EventT], None]]:
+    """A rules agent's input in batches (see stream.event_batches), closed with the agent:
+    an agent that crashes acknowledges the batch in hand."""
+    return aclosing(
+        take_batches(stream, monitor, max_events=TAKE_MAX_EVENTS, within=BATCH_WAIT_SECONDS)
+    )
 
 
 def _queued_for(stream: faust.StreamT[bytes]) -> int:
@@ -409,18 +420,9 @@ async def _apply_batch(
         async with built.batch_lock:
             applied, durable = await _apply_batch_alone(built, batch, dead_letter)
     except BaseException:
-        _release(events)  # as before: the agent crashes, Faust acknowledges the batch
+        release_events(events)  # as before: the agent crashes, Faust acknowledges the batch
         raise
     await built.durable_acks.hold(events, durable, partial(_count_processed, built, applied))
-
-
-def _release(events: Sequence[EventT]) -> None:
-    for event in events:
-        if event.ack():
-            # The last acknowledgement of a message: what Stream.ack tells the sensors,
-            # or Faust's gauge of messages in flight (faust_active_messages) only grows.
-            message = event.message
-            event.app.sensors.on_message_out(message.tp, message.offset, message)
 
 
 def _count_processed(
@@ -444,7 +446,7 @@ class HeldBatch:
     """The transactions an agent received and has not processed yet: a taken batch's, or
     on a backlog several taken batches' (see ``BACKLOG_TAKEN_EVENTS``), processed as one.
 
-    Faust acknowledges a taken batch's events when the agent asks for the next one; the
+    A taken batch's events are acknowledged when the agent asks for the next one; the
     reference each takes here keeps it from counting towards a commit until its batch's
     writes are durable (``DurableAcks`` releases it).
     """
@@ -460,7 +462,7 @@ class HeldBatch:
         """Whether to process what is held, given the size of the batch just taken and
         the events queued for the stream: yes, unless that batch says the input is behind,
         more is queued and one more batch still fits. Only with events queued is the next
-        batch sure to come at once: ``take_events`` yields nothing while nothing arrives,
+        batch sure to come at once: ``take_batches`` yields nothing while nothing arrives,
         and a held batch must not wait for the next transaction."""
         if not self.items:
             return False
@@ -476,7 +478,7 @@ class PassedOn:
     """A batch's messages handed on to another topic (dead-lettered, or re-keyed to the
     by-customer topic) and the deliveries of what was sent for them.
 
-    Faust acknowledges a batch's events when the agent asks for the next batch, and its
+    A batch's events are acknowledged when the agent asks for the next batch, and Faust's
     commit flushes the producer only as far as its buffer queue is empty: a message
     acknowledged while its forward is in flight is lost if the worker dies then. Each
     is held (one more reference) until its forward is delivered.
@@ -552,7 +554,7 @@ class DurableAcks:
             log.critical("a batch's writes failed; stopping so it is read again: %r", exc)
             await self.app.crash(exc)
             raise
-        _release(events)
+        release_events(events)
         if then is not None:
             then()
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, cast
 
 import faust
@@ -197,6 +198,37 @@ class ScrapeTimePrometheusMonitor(PrometheusMonitor):
     def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
         Monitor.on_message_out(self, tp, offset, message)
 
+    # A batch taken at once (stream.event_batches): the per-event hooks' counts, once.
+    def on_stream_events_in(self, stream: Any, events: Sequence[Any]) -> float:
+        """Count ``events`` into ``stream`` as ``on_stream_event_in`` would; the time
+        they came in, for :meth:`on_stream_events_out`."""
+        count = len(events)
+        now = self.time()
+        for event in events:
+            self.stream_inbound_time[event.message.tp] = now
+        stream_key = self.stream_lookup.get(stream)
+        if stream_key is None:
+            stream_key = self.stream_lookup[stream] = str(stream)
+        task = stream.task_owner  # None for a stream made outside any task
+        if task is not None:
+            task_key = self.task_lookup.get(task)
+            if task_key is None:
+                task_key = self.task_lookup[task] = str(task)
+            self.events_by_task[task_key] += count
+        self.events_total += count
+        self.events_by_stream[stream_key] += count
+        self.events_active += count
+        return now
+
+    def on_stream_events_out(self, count: int, time_in: float) -> None:
+        """``count`` events that came in at ``time_in`` are done."""
+        runtime = self.time() - time_in
+        self.events_active -= count
+        self.events_runtime.extend(repeat(runtime, count))
+        runtime_ms = runtime * 1000.0
+        self.runtime_counts[bisect_left(self.runtime_bounds, runtime_ms)] += count
+        self.runtime_sum_ms += runtime_ms * count
+
     def track_tp_end_offset(self, tp: Any, offset: int) -> None:
         Monitor.track_tp_end_offset(self, tp, offset)
 
@@ -275,11 +307,13 @@ class _ScrapeTimeCollector(Collector):
         return list(self.collect())
 
 
-def setup_faust_sensors(app: faust.App, registry: CollectorRegistry) -> None:
-    """Faust's own metrics (faust_*) on ``registry``, served with ours at /metrics."""
-    app.monitor = ScrapeTimePrometheusMonitor(
+def setup_faust_sensors(app: faust.App, registry: CollectorRegistry) -> ScrapeTimePrometheusMonitor:
+    """Faust's own metrics (faust_*) on ``registry``, served with ours at /metrics; the
+    app's monitor."""
+    monitor = ScrapeTimePrometheusMonitor(
         registry, metrics=FaustMetrics.create(registry, FAUST_METRICS_PREFIX)
     )
+    app.monitor = monitor
 
     @app.page("/metrics")
     async def metrics_page(self: web.View, request: web.Request) -> web.Response:
@@ -293,3 +327,5 @@ def setup_faust_sensors(app: faust.App, registry: CollectorRegistry) -> None:
             web.Response,
             Response(body=generate_latest(source), headers={"Content-Type": CONTENT_TYPE_LATEST}),
         )
+
+    return monitor
