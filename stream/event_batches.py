@@ -52,11 +52,17 @@ async def take_batches(
     taken: list[EventT] = []
     try:
         while not stream.should_stop:
-            queued = [await queue.get()]
-            _drain(queue, queued, max_events)
-            if len(queued) < max_events:
-                await asyncio.sleep(within)
+            try:
+                queued = [await queue.get()]
                 _drain(queue, queued, max_events)
+                if len(queued) < max_events:
+                    await asyncio.sleep(within)
+                    _drain(queue, queued, max_events)
+            except StopAsyncIteration:
+                # How Faust stops an agent (Actor.cancel throws it into the channel); its
+                # stream iterator ends there. Inside a generator it would become a
+                # RuntimeError. What was queued is read again after the restart.
+                return
             generation = app.consumer_generation_id
             flowing = flow_control.is_active()
             for event in queued:

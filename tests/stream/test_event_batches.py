@@ -249,3 +249,20 @@ def test_an_error_thrown_into_the_channel_reaches_the_agent() -> None:
 
     with pytest.raises(ValueError, match="undecodable"):
         run(main)
+
+
+def test_stopping_the_agent_ends_its_batches() -> None:
+    # Faust stops an agent by throwing StopAsyncIteration into its channel.
+    async def main() -> tuple[list[list[int]], list[bool]]:
+        given = Input()
+        events = given.put(2)
+        taken = []
+        async with aclosing(given.batches()) as batches:
+            asyncio.get_running_loop().call_later(
+                0.05, given.stream.channel._throw, StopAsyncIteration()
+            )
+            async for batch in batches:
+                taken.append(offsets(batch))
+        return taken, [event.message.acked for event in events]
+
+    assert run(main) == ([[0, 1]], [True, True])
