@@ -47,8 +47,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, aclosing
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -75,7 +74,7 @@ from stream.customers import CustomerDirectory
 from stream.dead_letter import NO_REFERENCE_DATA_REASON, UNEXPECTED_REASON, send_dead_letter
 from stream.delivery import deliver_records_eagerly
 from stream.dev_broker import adapt_to_embedded_broker
-from stream.event_batches import release_events, take_batches
+from stream.event_batches import agent_batches, release_events
 from stream.metrics import ScrapeTimePrometheusMonitor, StreamMetrics, setup_faust_sensors
 from stream.offsets import (
     RESEEK_SECONDS,
@@ -149,6 +148,8 @@ class AmlwatchApp:
     customers: CustomerDirectory
     live_model: LiveModel
     behaviour: BehaviourTracker
+    # The app's monitor: the agents that take their own batches count them in it.
+    faust_monitor: ScrapeTimePrometheusMonitor
     # Both rules agents change the same table entries, and a batch awaits between its
     # reads and its writes: one batch at a time.
     batch_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -265,17 +266,18 @@ def build_app(
         customers=customers,
         live_model=LiveModel(settings.model_registry, metrics),
         behaviour=BehaviourTracker.from_reference(engine.reference),
+        faust_monitor=monitor,
     )
     # Computed when scraped: the table changes on every batch and by recovery.
     metrics.table_entries.set_function(built.customer_table.entries)
     metrics.table_bytes.set_function(built.customer_table.encoded_bytes)
-    _register_agents(built, monitor)
+    _register_agents(built)
     _register_pages(built)
     _register_timers(built)
     return built
 
 
-def _register_agents(built: AmlwatchApp, monitor: ScrapeTimePrometheusMonitor) -> None:
+def _register_agents(built: AmlwatchApp) -> None:
     app, settings, metrics = built.faust_app, built.settings, built.metrics
 
     async def dead_letter(
@@ -307,7 +309,9 @@ def _register_agents(built: AmlwatchApp, monitor: ScrapeTimePrometheusMonitor) -
         partitions = await _partitions_processed_in_place(built)
         watch = watch_stream_offsets(app, stream, metrics.offset_jumps)
         here = HeldBatch()
-        async with _batches_of(stream, monitor) as batches:
+        async with agent_batches(
+            stream, built.faust_monitor, max_events=TAKE_MAX_EVENTS, within=BATCH_WAIT_SECONDS
+        ) as batches:
             async for batch in batches:
                 passed_on = PassedOn()  # dead-lettered or re-keyed: acknowledged once delivered
                 for event in batch:
@@ -347,7 +351,9 @@ def _register_agents(built: AmlwatchApp, monitor: ScrapeTimePrometheusMonitor) -
     async def apply_rekeyed_rules(stream: faust.StreamT[bytes]) -> None:
         watch = watch_stream_offsets(app, stream, metrics.offset_jumps)
         received = HeldBatch()
-        async with _batches_of(stream, monitor) as batches:
+        async with agent_batches(
+            stream, built.faust_monitor, max_events=TAKE_MAX_EVENTS, within=BATCH_WAIT_SECONDS
+        ) as batches:
             async for batch in batches:
                 passed_on = PassedOn()
                 for event in batch:
@@ -368,16 +374,6 @@ def _register_agents(built: AmlwatchApp, monitor: ScrapeTimePrometheusMonitor) -
                 if received.due(taken=len(batch), queued=_queued_for(stream)):
                     await _apply_batch(built, received.take(), dead_letter)
                 await passed_on.hold(built.durable_acks)
-
-
-def _batches_of(
-    stream: faust.StreamT[bytes], monitor: ScrapeTimePrometheusMonitor
-) -> AbstractAsyncContextManager[AsyncGenerator[list[EventT], None]]:
-    """A rules agent's input in batches (see stream.event_batches), closed with the agent:
-    an agent that crashes acknowledges the batch in hand."""
-    return aclosing(
-        take_batches(stream, monitor, max_events=TAKE_MAX_EVENTS, within=BATCH_WAIT_SECONDS)
-    )
 
 
 def _queued_for(stream: faust.StreamT[bytes]) -> int:

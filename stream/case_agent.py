@@ -60,6 +60,7 @@ from core.transaction import Transaction
 from rules.reference_data import RateTable
 from stream.case_store import CaseStore
 from stream.dead_letter import send_dead_letter
+from stream.event_batches import agent_batches
 from stream.offsets import watch_stream_offsets
 
 if TYPE_CHECKING:
@@ -69,9 +70,8 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
 # The worker's own detections are stored by their rules batch (CaseWriter.keep_batch);
-# these agents store only what other producers write, which no latency target covers.
-# A wait of 10 ms (from when they stored every alert) woke each agent 100 times a
-# second: about 2% of a core on an idle worker, 1% of the stream bench's samples.
+# these agents store only what other producers write, which no latency target covers:
+# a batch waits this long after its first detection for more to join it.
 BATCH_WITHIN_SECONDS = 0.1
 INVALID_DETECTION_REASON = "invalid_detection"
 STORE_RETRY_FIRST_SECONDS = 0.5
@@ -394,9 +394,9 @@ class CaseWriter:
     async def _until_done(self, write: Callable[[], StoredBatch]) -> StoredBatch:
         """Run ``write`` on the store, retrying while the store is unreachable.
 
-        Giving up would lose the batch (Faust acknowledges a ``take_events`` batch even
-        when its agent raises), so the stream waits for the database to come back
-        instead. A refusal (``REFUSALS``) would only repeat: it is raised.
+        Giving up would lose the batch (a taken batch is acknowledged even when its
+        agent raises, as Faust's ``take_events`` does), so the stream waits for the
+        database to come back instead. A refusal (``REFUSALS``) would only repeat: it is raised.
         """
         delay = STORE_RETRY_FIRST_SECONDS
         while True:
@@ -433,35 +433,35 @@ def register_case_agents(
             field=None,
         )
         metrics.dead_lettered.labels(reason=INVALID_DETECTION_REASON).inc()
-        # Faust acknowledges the batch when the agent asks for the next one: the dead
+        # The batch is acknowledged when the agent asks for the next one: the dead
         # letter must be delivered by then (rare: a detection the store refuses).
         await delivery
 
     async def store_from_topic(stream: faust.StreamT[bytes]) -> None:
-        # take_events is missing from StreamT, the interface type; Stream has it.
-        batches = stream.take_events(  # type: ignore[attr-defined]
-            BATCH_SIZE, within=BATCH_WITHIN_SECONDS
-        )
         watch = watch_stream_offsets(app, stream, metrics.offset_jumps)
-        async for batch in batches:
-            batch = [e for e in batch if watch.in_order(e) or await watch.admit(e)]
-            events: list[EventT] = []
-            detections: list[Detection] = []
-            for event in batch:
-                try:
-                    detection = Detection.from_dict(json.loads(event.message.value))
-                except (ValueError, KeyError, TypeError) as exc:
-                    # Only a foreign producer on our topics gets here.
-                    await dead_letter(event, f"not a detection: {type(exc).__name__}: {exc}")
-                    continue
-                events.append(event)
-                detections.append(detection)
-            if detections:
-                refused = await writer.store_received(detections)
-                for index, refusal in refused.items():
-                    await dead_letter(
-                        events[index], f"refused by the case store: {refusal_text(refusal)}"
-                    )
+        async with agent_batches(
+            stream, built.faust_monitor, max_events=BATCH_SIZE, within=BATCH_WITHIN_SECONDS
+        ) as batches:
+            async for taken in batches:
+                batch = [e for e in taken if watch.in_order(e) or await watch.admit(e)]
+                events: list[EventT] = []
+                detections: list[Detection] = []
+                for event in batch:
+                    try:
+                        # A record without a value (a tombstone) is not JSON either.
+                        detection = Detection.from_dict(json.loads(event.message.value or b""))
+                    except (ValueError, KeyError, TypeError) as exc:
+                        # Only a foreign producer on our topics gets here.
+                        await dead_letter(event, f"not a detection: {type(exc).__name__}: {exc}")
+                        continue
+                    events.append(event)
+                    detections.append(detection)
+                if detections:
+                    refused = await writer.store_received(detections)
+                    for index, refusal in refused.items():
+                        await dead_letter(
+                            events[index], f"refused by the case store: {refusal_text(refusal)}"
+                        )
 
     built.batch_sinks.append(writer.keep_batch)
     app.agent(built.alerts_topic, name=f"{built.settings.app_id}.store_alerts")(store_from_topic)

@@ -20,11 +20,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Sequence
+from contextlib import AbstractAsyncContextManager, aclosing
 from typing import Any
 
 from faust.types import EventT
 
 from stream.metrics import ScrapeTimePrometheusMonitor
+
+
+def agent_batches(
+    stream: Any,
+    monitor: ScrapeTimePrometheusMonitor,
+    *,
+    max_events: int,
+    within: float,
+) -> AbstractAsyncContextManager[AsyncGenerator[list[EventT], None]]:
+    """:func:`take_batches` for an agent's ``async with``: closed when the agent leaves
+    it, so an agent that crashes acknowledges the batch in hand."""
+    return aclosing(take_batches(stream, monitor, max_events=max_events, within=within))
 
 
 async def take_batches(
@@ -38,8 +51,8 @@ async def take_batches(
     first arrives, and if that is fewer, what came within ``within`` seconds of it.
 
     As with ``take_events``, a batch's events are acknowledged when the next batch is
-    asked for, or when the generator is closed (use ``contextlib.aclosing``: an agent
-    that crashes acknowledges the batch in hand, as Faust's does). Unlike it, a batch
+    asked for, or when the generator is closed (see :func:`agent_batches`: an agent that
+    crashes acknowledges the batch in hand, as Faust's does). Unlike it, a batch
     is not cut short when ``max_events`` arrive during the wait: the wait is at most
     ``within``, and what arrived beyond ``max_events`` is the next batch.
     """

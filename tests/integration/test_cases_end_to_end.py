@@ -6,6 +6,7 @@ import dataclasses
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -21,7 +22,7 @@ from alerts.database import make_engine, migrate, session_factory
 from alerts.imports import import_customers, import_managers
 from alerts.reports import load_report_config
 from alerts.reports.pboc import check_pboc
-from core.customer import read_customers_csv
+from core.customer import Customer, read_customers_csv
 from core.detection import Outcome
 from core.manager import Manager
 from core.settings import Settings
@@ -59,6 +60,27 @@ def expected_assignee(manager_id: str, managers: dict[str, Manager]) -> str | No
     return None
 
 
+def case_store_with_book(
+    tmp_path: Path, customers: Sequence[Customer], managers: Sequence[Manager]
+) -> tuple[str, Path]:
+    """A migrated SQLite case store holding ``managers`` and ``customers``, imported from
+    CSV files as an administrator imports them: its URL and the customers file."""
+    customers_csv, managers_csv = tmp_path / "customers.csv", tmp_path / "managers.csv"
+    write_customers_csv(customers_csv, customers)
+    write_managers_csv(managers_csv, managers)
+    url = f"sqlite:///{tmp_path / 'cases.db'}"
+    migrate(url)
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as session:
+            import_managers(session, managers_csv, actor=ADMIN)
+            import_customers(session, customers_csv, actor=ADMIN)
+            session.commit()
+    finally:
+        engine.dispose()
+    return url, customers_csv
+
+
 def stored_detection_ids(url: str) -> tuple[Counter[str], Counter[str]]:
     engine = make_engine(url)
     try:
@@ -91,17 +113,8 @@ def test_every_expected_alert_becomes_one_case_routed_to_the_right_manager_acros
     managers = [
         dataclasses.replace(m, active=False) if m.manager_id in leaving else m for m in managers
     ]
-    customers_csv, managers_csv = tmp_path / "customers.csv", tmp_path / "managers.csv"
-    write_customers_csv(customers_csv, customers)
-    write_managers_csv(managers_csv, managers)
-
-    url = f"sqlite:///{tmp_path / 'cases.db'}"
-    migrate(url)
+    url, customers_csv = case_store_with_book(tmp_path, customers, managers)
     engine = make_engine(url)
-    with session_factory(engine)() as session:
-        import_managers(session, managers_csv, actor=ADMIN)
-        import_customers(session, customers_csv, actor=ADMIN)
-        session.commit()
 
     history = generate_history(rng, customers, start=date(2026, 6, 1), days=40, scenario_rate=15.0)
     transactions = in_event_order(transaction_from_mapping(doc) for doc in history)
