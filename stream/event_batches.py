@@ -4,7 +4,7 @@ Faust's ``Stream.take_events`` passes every event through the stream's iterator 
 it lands in a batch: an event-loop round (``sleep(0)``) per event, a processor coroutine
 that appends it to the batch, a sensor state dict in and another update out, the
 current-event context variable, and a ``Stream.ack`` per event after the batch. The
-rules agents only ever handle whole batches, so :func:`take_batches` takes the events
+agents here only ever handle whole batches, so :func:`take_batches` takes the events
 from the channel's queue itself and does per event only the bookkeeping that matters
 downstream, as the stream's iterator does it: registering the message as awaiting its
 acknowledgement (Faust's commit and a rebalance's wait go by that), and acknowledging
@@ -63,6 +63,7 @@ async def take_batches(
     acking_topics = app.topics.acking_topics
     flow_control = app.flow_control
     taken: list[EventT] = []
+    began: float | None = None  # when the batch in hand was taken
     try:
         while not stream.should_stop:
             try:
@@ -95,9 +96,11 @@ async def take_batches(
             yield taken
             release_events(taken)
             monitor.on_stream_events_out(len(taken), began)
-            taken = []
+            taken, began = [], None
     finally:
         release_events(taken)
+        if began is not None:
+            monitor.on_stream_events_out(len(taken), began)
 
 
 def _drain(queue: Any, into: list[EventT], max_events: int) -> None:

@@ -127,16 +127,16 @@ def test_a_batch_is_acknowledged_when_the_next_is_asked_for() -> None:
 def test_closing_the_batches_acknowledges_the_batch_in_hand() -> None:
     # An agent that crashes leaves its `async with aclosing(...)`, as Faust's
     # take_events acknowledges its batch when the agent crashes.
-    async def main() -> list[bool]:
+    async def main() -> tuple[list[bool], int]:
         given = Input()
         events = given.put(2)
         with pytest.raises(RuntimeError):
             async with aclosing(given.batches()) as batches:
                 await anext(batches)
                 raise RuntimeError("the agent crashed")
-        return [event.message.acked for event in events]
+        return [event.message.acked for event in events], given.monitor.events_active
 
-    assert run(main) == [True, True]
+    assert run(main) == ([True, True], 0)
 
 
 def test_a_message_handed_on_awaits_its_acknowledgement_and_is_counted_once() -> None:
@@ -194,50 +194,54 @@ def test_events_fetched_before_a_rebalance_are_acknowledged_unseen() -> None:
     assert after == [4]
 
 
+def sensor_counts(monitor: ScrapeTimePrometheusMonitor) -> tuple[Any, ...]:
+    return (
+        monitor.events_total,
+        dict(monitor.events_by_stream),
+        # Keyed by the task's text, which shows where it runs: the counts only.
+        sorted(monitor.events_by_task.values()),
+        sum(monitor.runtime_counts),
+        len(monitor.events_runtime),
+        set(monitor.stream_inbound_time),
+        monitor.events_active,
+    )
+
+
 def test_the_stream_sensor_counts_a_batch_as_faust_counts_its_events() -> None:
-    async def main() -> tuple[Any, Any]:
+    async def main() -> tuple[Any, ...]:
         given = Input()
         given.put(4)
+        ours = given.monitor
         async with aclosing(given.batches()) as batches:
             batch = await anext(batches)
-            ours = given.monitor
             during = (ours.events_total, ours.events_active)
             given.put(1)
-            await anext(batches)
+            await anext(batches)  # the four are done, the fifth in hand
+            in_hand = sensor_counts(ours)
+        closed = sensor_counts(ours)
         # Faust's per-event hooks on another monitor, for the same four events.
-        faust_counted = Input()
-        theirs = faust_counted.monitor
+        theirs = Input().monitor
         for event in batch:
             message = event.message
             state = theirs.on_stream_event_in(message.tp, message.offset, given.stream, event)
             theirs.on_stream_event_out(message.tp, message.offset, given.stream, event, state)
+        return during, in_hand, closed, sensor_counts(theirs)
 
-        def counts(monitor: ScrapeTimePrometheusMonitor) -> tuple[Any, ...]:
-            return (
-                monitor.events_total,
-                dict(monitor.events_by_stream),
-                # Keyed by the task's text, which shows where it runs: the counts only.
-                sorted(monitor.events_by_task.values()),
-                sum(monitor.runtime_counts),
-                len(monitor.events_runtime),
-                set(monitor.stream_inbound_time),
-            )
-
-        # Ours has the fifth event in flight on top.
-        return (during, counts(ours)), (counts(theirs), theirs.events_active)
-
-    (during, ours), (theirs, theirs_active) = run(main)
+    during, in_hand, closed, theirs = run(main)
     assert during == (4, 4)
-    events_total, by_stream, by_task, runtimes, runtime_history, partitions = theirs
-    assert theirs_active == 0
-    assert ours == (
+    events_total, by_stream, by_task, runtimes, runtime_history, partitions, active = theirs
+    assert active == 0
+    assert in_hand == (
         events_total + 1,
         {name: count + 1 for name, count in by_stream.items()},
         [count + 1 for count in by_task],
         runtimes,
         runtime_history,
         partitions,
+        1,
     )
+    # Closing the batches (the agent stopping or crashing) counts the fifth one done.
+    assert closed[3:5] == (runtimes + 1, runtime_history + 1) and closed[6] == 0
 
 
 def test_an_error_thrown_into_the_channel_reaches_the_agent() -> None:
