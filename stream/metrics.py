@@ -191,9 +191,7 @@ class ScrapeTimePrometheusMonitor(PrometheusMonitor):
     ) -> None:
         Monitor.on_stream_event_out(self, tp, offset, stream, event, state)
         if state is not None:
-            runtime_ms = state["time_total"] * 1000.0
-            self.runtime_counts[bisect_left(self.runtime_bounds, runtime_ms)] += 1
-            self.runtime_sum_ms += runtime_ms
+            self._count_runtime(state["time_total"], 1)
 
     def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
         Monitor.on_message_out(self, tp, offset, message)
@@ -225,7 +223,11 @@ class ScrapeTimePrometheusMonitor(PrometheusMonitor):
         runtime = self.time() - time_in
         self.events_active -= count
         self.events_runtime.extend(repeat(runtime, count))
-        runtime_ms = runtime * 1000.0
+        self._count_runtime(runtime, count)
+
+    def _count_runtime(self, seconds: float, count: int) -> None:
+        """``count`` events of ``seconds`` each into the runtime histogram."""
+        runtime_ms = seconds * 1000.0
         self.runtime_counts[bisect_left(self.runtime_bounds, runtime_ms)] += count
         self.runtime_sum_ms += runtime_ms * count
 
