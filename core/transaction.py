@@ -19,6 +19,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+import orjson
+
 from core.errors import InvalidInput
 from core.reference import country_codes, currency_codes
 
@@ -134,21 +136,23 @@ class Transaction:
         description: str | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
-        # object.__setattr__, as a frozen dataclass's own __init__ sets its fields.
-        set_field = object.__setattr__
-        set_field(self, "tx_id", tx_id)
-        set_field(self, "timestamp", timestamp)
-        set_field(self, "customer_id", customer_id)
-        set_field(self, "account_id", account_id)
-        set_field(self, "direction", direction)
-        set_field(self, "amount", amount)
-        set_field(self, "currency", currency)
-        set_field(self, "channel", channel)
-        set_field(self, "counterparty_id", counterparty_id)
-        set_field(self, "counterparty_name", counterparty_name)
-        set_field(self, "counterparty_country", counterparty_country)
-        set_field(self, "description", description)
-        set_field(self, "extra", _NO_EXTRA if extra is None else extra)
+        # object.__setattr__, as a frozen dataclass's own __init__ sets its fields. Named
+        # in each line, not through a local alias: mypyc turns the named call into a
+        # direct store, and the alias into a generic call per field (a compiled
+        # 13-field class here: 50 ns a construction against 1.3 us).
+        object.__setattr__(self, "tx_id", tx_id)
+        object.__setattr__(self, "timestamp", timestamp)
+        object.__setattr__(self, "customer_id", customer_id)
+        object.__setattr__(self, "account_id", account_id)
+        object.__setattr__(self, "direction", direction)
+        object.__setattr__(self, "amount", amount)
+        object.__setattr__(self, "currency", currency)
+        object.__setattr__(self, "channel", channel)
+        object.__setattr__(self, "counterparty_id", counterparty_id)
+        object.__setattr__(self, "counterparty_name", counterparty_name)
+        object.__setattr__(self, "counterparty_country", counterparty_country)
+        object.__setattr__(self, "description", description)
+        object.__setattr__(self, "extra", _NO_EXTRA if extra is None else extra)
 
     def to_dict(self) -> dict[str, Any]:
         """The contract's JSON shape: amount as a string, timestamp in RFC 3339, extras kept."""
@@ -198,6 +202,11 @@ def decode_transaction(
             InvalidReason.TOO_LARGE,
             f"message value is {len(payload)} bytes, more than the limit of {max_bytes}",
         )
+    document = _parsed_without_floats(payload)
+    if document is not None:
+        return transaction_from_mapping(document)
+    # Numbers with a fraction or exponent, which must be Decimal, or not valid JSON:
+    # the stdlib decoder answers exactly, and says where the JSON is wrong.
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -219,6 +228,35 @@ def decode_transaction(
             InvalidReason.NOT_JSON, "message value is not valid JSON"
         ) from None
     return transaction_from_mapping(document)
+
+
+def _parsed_without_floats(payload: bytes) -> Any:
+    """``payload`` parsed by orjson (3-4 us a transaction faster than the stdlib here), or
+    None when orjson refuses it or it holds a float.
+
+    What orjson accepts and parses without a float is what the stdlib decoder makes of
+    it too (the same strings, integers, keys, last duplicate key winning). It refuses
+    what the stdlib decoder may accept (lone surrogates, NaN) and makes floats of
+    fractions, exponents and integers beyond 64 bits, which must be Decimal and int:
+    those go to the stdlib decoder.
+    """
+    try:
+        document = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    return None if _holds_float(document) else document
+
+
+def _holds_float(value: Any) -> bool:
+    """Whether a float is anywhere in a parsed JSON value."""
+    if isinstance(value, dict):
+        value = value.values()
+    elif not isinstance(value, list):
+        return isinstance(value, float)
+    for item in value:
+        if isinstance(item, float) or (isinstance(item, dict | list) and _holds_float(item)):
+            return True
+    return False
 
 
 def transaction_from_mapping(document: Any) -> Transaction:

@@ -140,6 +140,7 @@ RISK_LEVELS = {RiskRating.LOW: 0, RiskRating.MEDIUM: 1, RiskRating.HIGH: 2}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HOUR = timedelta(hours=1)
 _EPOCH_ORDINAL = _EPOCH.date().toordinal()
+_EXACT_EPOCH_SECONDS = float(2**32)
 _NS_PER_HOUR = 3_600_000_000_000
 _NS_PER_DAY = 86_400_000_000_000
 _CHANNEL_INDEX: dict[str, int] = {channel.value: i for i, channel in enumerate(CHANNELS)}
@@ -217,6 +218,19 @@ def _customer_codes(customer: Customer) -> tuple[float, float]:
         1.0 if customer.type is CustomerType.CORPORATE else 0.0,
         float(RISK_LEVELS[customer.risk_rating]),
     )
+
+
+def _hour_index(moment: datetime, epoch: float) -> int:
+    """UTC hours since the epoch of ``moment``, whose POSIX seconds are ``epoch``.
+
+    From the float where that is exact: below 2**32 s (the year 2106) floats are less
+    than a microsecond apart, so the float nearest a time a microsecond before the hour
+    is still before it, and float floor division is exact. Otherwise (and before 1970)
+    from the datetime, about 1.5 us more: a subtraction of aware datetimes.
+    """
+    if 0.0 <= epoch < _EXACT_EPOCH_SECONDS:
+        return int(epoch // 3600)
+    return (moment - _EPOCH) // _HOUR
 
 
 def _counterparty_key(counterparty_id: str | None) -> str | None:
@@ -372,15 +386,29 @@ class BehaviourProfile:
         self._amount_texts: list[str] = []
         self.counterparties = CounterpartyMemory()
 
-    def facts(self, tx: Transaction, amount_cny: Decimal) -> TransactionFacts:
-        """What ``features`` and ``update`` need of ``tx``; pass it to both to work it out once."""
-        local = tx.timestamp.astimezone(self.tz)
+    def facts(
+        self,
+        tx: Transaction,
+        amount_cny: Decimal,
+        *,
+        local_time: datetime | None = None,
+        epoch: float | None = None,
+    ) -> TransactionFacts:
+        """What ``features`` and ``update`` need of ``tx``; pass it to both to work it out once.
+
+        A caller that has localised ``tx.timestamp`` already or taken its ``event_epoch``
+        passes them (``local_time`` is used only when it is in this profile's zone).
+        """
+        if local_time is None or local_time.tzinfo is not self.tz:
+            local_time = tx.timestamp.astimezone(self.tz)
+        if epoch is None:
+            epoch = tx.event_epoch
         return TransactionFacts(
-            hour_index=(tx.timestamp - _EPOCH) // _HOUR,
-            day=local.toordinal(),
-            hour=local.hour,
-            weekday=local.weekday(),
-            epoch=tx.event_epoch,
+            hour_index=_hour_index(tx.timestamp, epoch),
+            day=local_time.toordinal(),
+            hour=local_time.hour,
+            weekday=local_time.weekday(),
+            epoch=epoch,
             fen=_fen(amount_cny),
             counterparty=_counterparty_key(tx.counterparty_id),
         )

@@ -30,16 +30,32 @@ RECENT_DETECTIONS_KEPT = 16
 
 @dataclass(frozen=True, slots=True)
 class ProcessResult:
-    """What one transaction triggered, and whether it had been applied before."""
+    """What one transaction triggered, and whether it had been applied before.
+
+    A new transaction's result carries the event the state took and the bank-local
+    time it was worked out from, so that what else the caller does with the
+    transaction (its behaviour profile, the case store's amounts) need not convert
+    and localise it again; a redelivery's carries neither.
+    """
 
     detections: tuple[Detection, ...]
     duplicate: bool
+    event: TxEvent | None = None
+    local_time: datetime | None = None
 
     # Written out, as TxEvent's is: the generated one is interpreted, and one result is
     # made per transaction (about 3% of the backtest's rules phase).
-    def __init__(self, detections: tuple[Detection, ...], duplicate: bool) -> None:
+    def __init__(
+        self,
+        detections: tuple[Detection, ...],
+        duplicate: bool,
+        event: TxEvent | None = None,
+        local_time: datetime | None = None,
+    ) -> None:
         object.__setattr__(self, "detections", detections)
         object.__setattr__(self, "duplicate", duplicate)
+        object.__setattr__(self, "event", event)
+        object.__setattr__(self, "local_time", local_time)
 
 
 class RuleEngine:
@@ -167,7 +183,7 @@ class RuleEngine:
             daily_days=self.daily_days,
             fired_seconds=self.fired_seconds,
         )
-        return ProcessResult(tuple(detections), duplicate=False)
+        return ProcessResult(tuple(detections), False, event, local_time)
 
     def remember(self, state: CustomerState, detections: Iterable[Detection]) -> None:
         """Record detections made beside the pack (the anomaly model) for re-emission."""

@@ -48,6 +48,12 @@ class BatchDetection:
     to_score: ScoringBatch = field(default_factory=ScoringBatch)
     # Seeded with each customer's last anomaly alert as the batch first found it.
     cooldowns: AnomalyCooldowns = field(default_factory=AnomalyCooldowns)
+    # The profile takes the rules' event (its converted amount) when both convert with
+    # one rate table.
+    _rules_convert_alike: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._rules_convert_alike = self.behaviour.rates is self.engine.reference.rates
 
     def apply(self, tx: Transaction, position: tuple[str, int] | None) -> ProcessResult:
         """Apply ``tx`` to its customer's record; InvalidInput when it cannot be processed
@@ -65,7 +71,14 @@ class BatchDetection:
         self.applied.append((tx, result))
         if not result.duplicate:
             self.changed.add(customer_id)
-            row = self.behaviour.observe(record.profile, tx, customer, scoring=self.scoring)
+            row = self.behaviour.observe(
+                record.profile,
+                tx,
+                customer,
+                scoring=self.scoring,
+                event=result.event if self._rules_convert_alike else None,
+                local_time=result.local_time,
+            )
             if row is not None:
                 self.to_score.add(tx, row)
         return result

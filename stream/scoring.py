@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ from models.features import (
 from models.registry import active_version, load
 from models.scoring import anomaly_detection, explain, score_batch, warmed_up
 from rules.reference_data import RateTable, Reference
+from rules.state import TxEvent
 from stream.metrics import NO_MODEL, StreamMetrics
 
 log = logging.getLogger(__name__)
@@ -140,15 +141,24 @@ class BehaviourTracker:
         customer: Customer | None,
         *,
         scoring: bool,
+        event: TxEvent | None = None,
+        local_time: datetime | None = None,
     ) -> FloatArray | None:
         """The features of ``tx`` if it is to be scored, then ``tx`` applied to ``profile``.
 
         Scored: a model is active, the customer is known (type and risk rating are
         features) and past the warm-up. The profile is updated whatever the answer.
+        ``event`` and ``local_time`` are what the rules made of ``tx``
+        (:class:`~rules.engine.ProcessResult`; the event only if converted with this
+        tracker's rates): the amount, event time and local time are then not worked
+        out again.
         """
-        amount_cny = self.rates.to_cny(tx.amount, tx.currency)
+        if event is None:
+            amount_cny, epoch = self.rates.to_cny(tx.amount, tx.currency), None
+        else:
+            amount_cny, epoch = event.amount_cny, event.at
         # Calendar, amount in fen and counterparty digest, worked out once for both calls.
-        facts = profile.facts(tx, amount_cny)
+        facts = profile.facts(tx, amount_cny, local_time=local_time, epoch=epoch)
         vector = None
         if (
             scoring

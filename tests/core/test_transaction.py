@@ -14,7 +14,9 @@ from core.transaction import (
     Direction,
     InvalidReason,
     InvalidTransaction,
+    Transaction,
     decode_transaction,
+    transaction_from_mapping,
 )
 
 
@@ -98,6 +100,72 @@ def test_canonical_json_keeps_offset_and_amount_string() -> None:
     document = json.loads(tx.to_json_bytes())
     assert document["amount"] == "1500"
     assert document["timestamp"] == "2026-11-28T09:30:00+08:00"
+
+
+def _decoded_by_the_stdlib_alone(payload: bytes) -> Transaction | InvalidReason:
+    """What decode_transaction made of a parsed payload before orjson: Decimal floats."""
+    try:
+        document = json.loads(payload, parse_float=Decimal)
+    except ValueError:
+        return InvalidReason.NOT_JSON
+    try:
+        return transaction_from_mapping(document)
+    except InvalidTransaction as refusal:
+        return refusal.reason
+
+
+# Where orjson's answer differs from the stdlib's (floats for fractions, exponents and
+# integers beyond 64 bits; lone surrogates and NaN refused): the stdlib's must be kept.
+_PARSER_EDGES = {
+    "float-in-extra": valid_document(weight=Decimal("0.5")),
+    "float-deep-in-extra": valid_document(
+        tags=["x", {"w": Decimal("2.5"), "n": [Decimal("1E-7")]}]
+    ),
+    "exponent-amount": valid_document(amount=Decimal("1E+3")),
+    "integer-beyond-64-bits": valid_document(big=2**64, small=-(2**63) - 1),
+    "integer-at-64-bits": valid_document(big=2**64 - 1, small=-(2**63)),
+    "plain-nested-extra": valid_document(tags=["x", 1, {"k": None, "t": True}]),
+    "duplicate-key": valid_document(),
+    "lone-surrogate": valid_document(description="SURROGATE"),
+    "top-level-array": [valid_document()],
+}
+
+
+def _edge_payload(name: str) -> bytes:
+    text = json.dumps(_PARSER_EDGES[name], default=str, ensure_ascii=False)
+    # json.dumps writes Decimal through default=str as a string: make them numbers again.
+    for number in ("0.5", "2.5", "1E-7", "1E+3"):
+        text = text.replace(f'"{number}"', number)
+    if name == "duplicate-key":
+        text = text.replace('"amount": "49999.99"', '"amount": "1.00", "amount": "2.00"')
+    if name == "lone-surrogate":
+        text = text.replace("SURROGATE", "\\ud800")  # a JSON escape orjson refuses
+    return text.encode()
+
+
+@pytest.mark.parametrize("name", sorted(_PARSER_EDGES))
+def test_fast_parser_gives_what_the_stdlib_decoder_gives(name: str) -> None:
+    payload = _edge_payload(name)
+    expected = _decoded_by_the_stdlib_alone(payload)
+    try:
+        got: Transaction | InvalidReason = decode_transaction(payload)
+    except InvalidTransaction as refusal:
+        got = refusal.reason
+    # repr, not ==: 0.5 == Decimal("0.5") and float(2**64) == 2**64 would hide a float.
+    assert repr(got) == repr(expected)
+
+
+def test_fast_parser_edges_are_the_cases_they_name() -> None:
+    assert decode_transaction(_edge_payload("float-in-extra")).extra["weight"] == Decimal("0.5")
+    assert (
+        type(decode_transaction(_edge_payload("float-deep-in-extra")).extra["tags"][1]["n"][0])
+        is Decimal
+    )
+    assert decode_transaction(_edge_payload("exponent-amount")).amount == Decimal(1000)
+    assert decode_transaction(_edge_payload("integer-beyond-64-bits")).extra["big"] == 2**64
+    assert type(decode_transaction(_edge_payload("integer-beyond-64-bits")).extra["big"]) is int
+    assert decode_transaction(_edge_payload("duplicate-key")).amount == Decimal("2.00")
+    assert decode_transaction(_edge_payload("lone-surrogate")).description == "\ud800"
 
 
 def test_excess_zero_decimals_are_normalised_not_refused() -> None:
