@@ -78,7 +78,7 @@ import base64
 import hashlib
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, NamedTuple, TypeAlias
@@ -112,6 +112,17 @@ FEATURE_NAMES: tuple[str, ...] = (
     "customer_corporate",
     "customer_risk_rating",
 )
+
+# Features that are logarithms of ratios: BehaviourProfile.feature_row leaves the ratios
+# and feature_matrix takes the logs of a batch at once.
+LOG_FEATURES: tuple[str, ...] = (
+    "count_24h_vs_baseline",
+    "volume_24h_vs_baseline",
+    "count_7d_vs_baseline",
+    "volume_7d_vs_baseline",
+    "out_in_log_ratio_48h",
+)
+_LOG_COLUMNS = [FEATURE_NAMES.index(name) for name in LOG_FEATURES]
 
 # Features whose low side is no AML signal: an amount below the customer's usual, a
 # quieter day or week than usual. The detector floors them at 0 (``one_sided``) so that
@@ -173,8 +184,8 @@ def _rarity(bucket_count: Any, total: Any, buckets: int) -> Any:
 
 
 # The log features are written as log(ratio) with the ratio apart: the streaming path
-# takes the logs of its five ratios in one numpy call. numpy's log, not math.log, in both
-# paths: the two differ in the last bit for some inputs.
+# takes the logs of a batch's ratios in one numpy call (feature_matrix). numpy's log, not
+# math.log, in both paths: the two differ in the last bit for some inputs.
 def _vs_baseline_ratio(window: Any, daily_mean: Any, window_days: int) -> Any:
     return (window + 1.0) / (daily_mean * window_days + 1.0)
 
@@ -423,6 +434,20 @@ class BehaviourProfile:
         facts: TransactionFacts | None = None,
     ) -> FloatArray:
         """The FEATURE_NAMES vector of ``tx`` against this profile, which it does not change."""
+        row = self.feature_row(tx, amount_cny, customer, country_risk, facts=facts)
+        return feature_matrix([row])[0]
+
+    def feature_row(
+        self,
+        tx: Transaction,
+        amount_cny: Decimal,
+        customer: Customer,
+        country_risk: CountryRiskFunction,
+        *,
+        facts: TransactionFacts | None = None,
+    ) -> list[float]:
+        """``features`` before its logarithms: the columns of LOG_FEATURES hold the ratios
+        whose logs they are. :func:`feature_matrix` finishes a batch of rows at once."""
         hour_index, day, hour, weekday, moment, fen, counterparty = facts or self.facts(
             tx, amount_cny
         )
@@ -472,41 +497,29 @@ class BehaviourProfile:
         days_since = 0.0 if self.last_at is None else max(moment - self.last_at, 0.0) / 86400
         corporate, risk = _customer_codes(customer)
         in_yuan, out_yuan = in_48h / 100, out_48h / 100
-        count_24h_log, volume_24h_log, count_7d_log, volume_7d_log, out_in_log = np.log(
-            [
-                _vs_baseline_ratio(count_24h, mean_count, 1),
-                _vs_baseline_ratio(fen_24h / 100, mean_yuan, 1),
-                _vs_baseline_ratio(count_7d, mean_count, 7),
-                _vs_baseline_ratio(fen_7d / 100, mean_yuan, 7),
-                _out_in_ratio(in_yuan, out_yuan),
-            ]
-        )
-        return np.array(
-            [
-                log_amount,
-                amount_z,
-                _rarity(self.hour_counts[hour], self.transactions, 24),
-                _rarity(self.weekday_counts[weekday], self.transactions, 7),
-                new_counterparty,
-                float(country_risk(tx.counterparty_country or None)),
-                _rarity(
-                    self.channel_counts[_CHANNEL_INDEX[tx.channel.value]],
-                    self.transactions,
-                    len(CHANNELS),
-                ),
-                count_24h_log,
-                volume_24h_log,
-                count_7d_log,
-                volume_7d_log,
-                _balance_of(in_yuan, out_yuan),
-                out_in_log,
-                distinct_7d,
-                days_since,
-                corporate,
-                risk,
-            ],
-            dtype=np.float64,
-        )
+        return [
+            log_amount,
+            amount_z,
+            _rarity(self.hour_counts[hour], self.transactions, 24),
+            _rarity(self.weekday_counts[weekday], self.transactions, 7),
+            new_counterparty,
+            float(country_risk(tx.counterparty_country or None)),
+            _rarity(
+                self.channel_counts[_CHANNEL_INDEX[tx.channel.value]],
+                self.transactions,
+                len(CHANNELS),
+            ),
+            _vs_baseline_ratio(count_24h, mean_count, 1),
+            _vs_baseline_ratio(fen_24h / 100, mean_yuan, 1),
+            _vs_baseline_ratio(count_7d, mean_count, 7),
+            _vs_baseline_ratio(fen_7d / 100, mean_yuan, 7),
+            _balance_of(in_yuan, out_yuan),
+            _out_in_ratio(in_yuan, out_yuan),
+            distinct_7d,
+            days_since,
+            corporate,
+            risk,
+        ]
 
     def _baseline(self, day: int) -> tuple[int, int]:
         """Transactions and fen of the kept days in ``[day - 90, day - 1]``."""
@@ -815,6 +828,19 @@ def _middle(ordered: list[float]) -> float:
     # The median of a sorted list, computed as the training path computes it.
     count = len(ordered)
     return (ordered[(count - 1) // 2] + ordered[count // 2]) / 2
+
+
+def feature_matrix(rows: Sequence[list[float]]) -> FloatArray:
+    """The FEATURE_NAMES matrix of rows from :meth:`BehaviourProfile.feature_row`.
+
+    The logarithms of a whole batch are taken in one numpy call, not five per row: a
+    numpy call on a short list costs more than the logs themselves. numpy's log, not
+    math.log, as in the training path (the two differ in the last bit for some inputs),
+    and numpy computes each element alike whatever the array's length.
+    """
+    matrix = np.array(rows, dtype=np.float64).reshape(len(rows), len(FEATURE_NAMES))
+    matrix[:, _LOG_COLUMNS] = np.log(matrix[:, _LOG_COLUMNS])
+    return matrix
 
 
 # --------------------------------------------------------------------------- training path

@@ -24,8 +24,8 @@ from models.features import (
     FEATURE_NAMES,
     BehaviourProfile,
     CountryRiskFunction,
-    FloatArray,
     country_risk_from_lists,
+    feature_matrix,
 )
 from models.registry import active_version, load
 from models.scoring import anomaly_detection, explain, score_batch, warmed_up
@@ -143,8 +143,10 @@ class BehaviourTracker:
         scoring: bool,
         event: TxEvent | None = None,
         local_time: datetime | None = None,
-    ) -> FloatArray | None:
-        """The features of ``tx`` if it is to be scored, then ``tx`` applied to ``profile``.
+    ) -> list[float] | None:
+        """The feature row of ``tx`` if it is to be scored (see
+        :meth:`~models.features.BehaviourProfile.feature_row`; a :class:`ScoringBatch`
+        finishes it), then ``tx`` applied to ``profile``.
 
         Scored: a model is active, the customer is known (type and risk rating are
         features) and past the warm-up. The profile is updated whatever the answer.
@@ -159,26 +161,27 @@ class BehaviourTracker:
             amount_cny, epoch = event.amount_cny, event.at
         # Calendar, amount in fen and counterparty digest, worked out once for both calls.
         facts = profile.facts(tx, amount_cny, local_time=local_time, epoch=epoch)
-        vector = None
+        row = None
         if (
             scoring
             and customer is not None
             and profile.first_day is not None
             and warmed_up(profile.first_day, facts.day)
         ):
-            vector = profile.features(tx, amount_cny, customer, self.country_risk, facts=facts)
+            row = profile.feature_row(tx, amount_cny, customer, self.country_risk, facts=facts)
         profile.update(tx, amount_cny, facts=facts)
-        return vector
+        return row
 
 
 @dataclass
 class ScoringBatch:
-    """The feature rows of one micro-batch, scored together in one forest call."""
+    """The feature rows of one micro-batch, finished and scored together: one numpy
+    call for their logarithms, one forest call."""
 
     transactions: list[Transaction] = field(default_factory=list)
-    rows: list[FloatArray] = field(default_factory=list)
+    rows: list[list[float]] = field(default_factory=list)
 
-    def add(self, tx: Transaction, row: FloatArray) -> None:
+    def add(self, tx: Transaction, row: list[float]) -> None:
         self.transactions.append(tx)
         self.rows.append(row)
 
@@ -190,10 +193,11 @@ class ScoringBatch:
         if not self.rows:
             return []
         # A plain array in FEATURE_NAMES order: the model's names were checked at load.
-        scored = score_batch(model.detector, np.vstack(self.rows))
+        matrix = feature_matrix(self.rows)
+        scored = score_batch(model.detector, matrix)
         detections = []
         for row in np.flatnonzero(scored.alert):
-            values = self.rows[row].tolist()
+            values = matrix[row].tolist()
             detections.append(
                 anomaly_detection(
                     self.transactions[row],

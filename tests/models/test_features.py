@@ -18,11 +18,13 @@ from core.customer import Customer, CustomerType, RiskRating
 from core.transaction import CONTRACT_FIELDS, Transaction, transaction_from_mapping
 from models.features import (
     FEATURE_NAMES,
+    LOG_FEATURES,
     BehaviourProfile,
     _customer_time_order,
     _ints,
     build_feature_matrix,
     country_risk_from_lists,
+    feature_matrix,
 )
 from rules.reference_data import load_country_lists, load_rates
 from stream.simulator import derive_rng, generate_history, generate_reference
@@ -178,6 +180,25 @@ def test_streaming_and_training_paths_agree_on_simulated_history(simulated: Any)
     # Not a vacuous match: every feature varies over the simulated book.
     for name in FEATURE_NAMES:
         assert matrix[name].nunique() > 1, name
+
+
+def test_rows_finished_as_a_batch_equal_each_row_finished_alone(simulated: Any) -> None:
+    # The worker takes the logs of a micro-batch's rows in one numpy call: each element
+    # must come out as it does for a row alone (features()), bit for bit.
+    transactions, amounts, customers, _ = simulated
+    profiles: dict[str, BehaviourProfile] = {}
+    rows, alone = [], []
+    for tx, amount_cny in zip(transactions[:3000], amounts[:3000], strict=True):
+        profile = profiles.setdefault(tx.customer_id, BehaviourProfile(SHANGHAI))
+        customer = customers[tx.customer_id]
+        rows.append(profile.feature_row(tx, amount_cny, customer, RISK))
+        alone.append(profile.features(tx, amount_cny, customer, RISK))
+        profile.update(tx, amount_cny)
+    for start in (0, 7, 500):  # batches of several sizes and offsets
+        batch = feature_matrix(rows[start : start + 437])
+        assert np.array_equal(batch, np.vstack(alone[start : start + 437]))
+    log_columns = [COLUMN[name] for name in LOG_FEATURES]
+    assert not np.array_equal(np.array(rows)[:, log_columns], np.vstack(alone)[:, log_columns])
 
 
 def test_matrix_is_deterministic_and_keeps_the_input_index(simulated: Any) -> None:

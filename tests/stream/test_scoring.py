@@ -17,7 +17,7 @@ from core.customer import Customer, CustomerType, RiskRating
 from core.settings import Settings
 from core.transaction import Transaction, transaction_from_mapping
 from models.detector import AnomalyDetector
-from models.features import FEATURE_NAMES, BehaviourProfile
+from models.features import FEATURE_NAMES, LOG_FEATURES, BehaviourProfile
 from models.registry import activate, save
 from stream.customer_table import CustomerRecord
 from stream.detection_engine import build_rule_engine
@@ -101,14 +101,22 @@ def test_unknown_customers_and_rules_only_still_update_the_profile() -> None:
         )
     assert profile.transactions == 16
     row = behaviour.observe(profile, tx(START + timedelta(days=8)), customer(), scoring=True)
-    assert row is not None and row.shape == (len(FEATURE_NAMES),)
+    assert row is not None and len(row) == len(FEATURE_NAMES)
+
+
+def row_of(vector: np.ndarray) -> list[float]:
+    """The feature row (ratios where features are their logs) of a feature vector."""
+    row = vector.astype(np.float64)
+    columns = [FEATURE_NAMES.index(name) for name in LOG_FEATURES]
+    row[columns] = np.exp(row[columns])
+    return [float(value) for value in row]
 
 
 def test_a_batch_is_scored_in_one_call_and_alerts_carry_the_model_version() -> None:
     model = ActiveModel("20260201-000000-abcdef01", fitted_detector(list(FEATURE_NAMES)))
     batch = ScoringBatch()
-    batch.add(tx(START, tx_id="usual"), np.zeros(len(FEATURE_NAMES)))
-    batch.add(tx(START, tx_id="far-out"), np.full(len(FEATURE_NAMES), 25.0))
+    batch.add(tx(START, tx_id="usual"), row_of(np.zeros(len(FEATURE_NAMES))))
+    batch.add(tx(START, tx_id="far-out"), row_of(np.full(len(FEATURE_NAMES), 25.0)))
     [detection] = batch.detections(model, TZ)
     assert detection.trigger_tx_id == "far-out"
     assert detection.detector == "anomaly"
