@@ -58,11 +58,13 @@ from faust.types import EventT
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
+from alerts.transactions import StoredTransaction
 from core.detection import Detection, Outcome
 from core.errors import InvalidInput
 from core.settings import Settings
 from core.transaction import InvalidTransaction, Transaction, decode_transaction
 from rules.engine import ProcessResult, RuleEngine
+from rules.reference_data import RateTable
 from stream.batch_detection import BatchDetection
 from stream.customer_table import (
     RECORD_FLUSH_SECONDS,
@@ -117,9 +119,10 @@ DURABLE_BATCHES_IN_FLIGHT = 2 * RECORD_FLUSH_STAGES + 2
 DeadLetter = Callable[[EventT, str, str, str | None], Awaitable[Awaitable[Any]]]
 # Where a decoded transaction sits in an ordered input: (stream name, offset).
 Position = tuple[str, int]
-# Awaited with every batch's valid transactions and the detections it sent (re-sent ones
-# of redelivered transactions too) before the batch is acknowledged.
-BatchSink = Callable[[Sequence[Transaction], Sequence[Detection]], Awaitable[None]]
+# Awaited with every batch's valid transactions (with their CNY and USD amounts) and the
+# detections it sent (re-sent ones of redelivered transactions too) before the batch is
+# acknowledged.
+BatchSink = Callable[[Sequence[StoredTransaction], Sequence[Detection]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -606,7 +609,8 @@ async def _apply_batch_alone(
         # Acknowledged once its detections and dead letters are delivered, its records
         # are in the changelog and its transactions and detections kept (redelivered
         # ones too: keeping is idempotent).
-        kept_transactions = [tx for tx, _ in applied]
+        rates = built.engine.reference.rates
+        kept_transactions = [_with_amounts(tx, result, rates) for tx, result in applied]
         durable = asyncio.gather(
             stored, *deliveries, *(keep(kept_transactions, sent) for keep in built.batch_sinks)
         )
@@ -619,6 +623,17 @@ async def _apply_batch_alone(
             table.forget(customer_id)
         raise
     return applied, durable
+
+
+def _with_amounts(tx: Transaction, result: ProcessResult, rates: RateTable) -> StoredTransaction:
+    """``tx`` with its CNY and USD amounts: the rules' event's, or for a redelivery (which
+    the rules did not apply again) converted here."""
+    event = result.event
+    if event is None:
+        return StoredTransaction(
+            tx, rates.to_cny(tx.amount, tx.currency), rates.to_usd(tx.amount, tx.currency)
+        )
+    return StoredTransaction(tx, event.amount_cny, event.amount_usd)
 
 
 async def _until_durable(size: int, durable: asyncio.Future[Any]) -> None:

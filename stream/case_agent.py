@@ -56,8 +56,6 @@ from alerts.transactions import StoredTransaction, store_transactions
 from core.detection import Detection
 from core.errors import AmlwatchError
 from core.settings import Settings
-from core.transaction import Transaction
-from rules.reference_data import RateTable
 from stream.case_store import CaseStore
 from stream.dead_letter import send_dead_letter
 from stream.event_batches import agent_batches
@@ -122,7 +120,7 @@ class CaseMetrics:
 class WaitingBatch:
     """A rules batch handed to :meth:`CaseWriter.keep_batch`, waiting for the writer."""
 
-    transactions: list[StoredTransaction]
+    transactions: Sequence[StoredTransaction]
     detections: Sequence[Detection]
     kept: asyncio.Future[None]  # done when its transactions and detections are committed
 
@@ -262,12 +260,10 @@ class CaseWriter:
     def __init__(
         self,
         store: CaseStore,
-        rates: RateTable,
         case_metrics: CaseMetrics,
         dispatcher: NotificationDispatcher | None,
     ) -> None:
         self.store = store
-        self.rates = rates
         self.case_metrics = case_metrics
         self.dispatcher = dispatcher
         self._recently_stored: dict[str, None] = {}  # in the order stored
@@ -276,9 +272,10 @@ class CaseWriter:
         self._writing: asyncio.Task[None] | None = None
 
     async def keep_batch(
-        self, transactions: Sequence[Transaction], detections: Sequence[Detection]
+        self, kept: Sequence[StoredTransaction], detections: Sequence[Detection]
     ) -> None:
-        """A rules batch's sink: its transactions and detections in one database transaction.
+        """A rules batch's sink: its transactions (with the amounts the rules converted
+        them to) and detections in one database transaction.
 
         The rules agents await it with every batch before acknowledging the batch: the
         case store then holds every transaction a case or report can refer to, and the
@@ -287,13 +284,6 @@ class CaseWriter:
         lookups costs several milliseconds whatever its size, and at a live stream's
         small batches they had taken a fifth of the worker's core.
         """
-        rates = self.rates
-        kept = [
-            StoredTransaction(
-                tx, rates.to_cny(tx.amount, tx.currency), rates.to_usd(tx.amount, tx.currency)
-            )
-            for tx in transactions
-        ]
         if not kept and not detections:
             return
         waiting = WaitingBatch(kept, detections, asyncio.get_running_loop().create_future())
@@ -422,7 +412,7 @@ def register_case_agents(
     on their topics, and the escalation and report-gauge timers."""
     app, metrics = built.faust_app, built.metrics
     case_metrics = CaseMetrics.create(metrics.registry)
-    writer = CaseWriter(store, built.engine.reference.rates, case_metrics, dispatcher)
+    writer = CaseWriter(store, case_metrics, dispatcher)
 
     async def dead_letter(event: EventT, message: str) -> None:
         delivery = await send_dead_letter(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -19,11 +19,16 @@ from sqlalchemy.engine import URL
 
 from alerts.database import AlertRow, CaseRow, LargeValueReportRow, TransactionRow
 from alerts.notify import CaseEvent, CaseNotice, NotificationDispatcher
+from alerts.transactions import StoredTransaction
 from core.detection import Outcome
+from core.settings import Settings
 from core.transaction import Channel, Direction, Transaction
 from rules.reference_data import load_rates
+from rules.state import CustomerState
+from stream.app import _with_amounts
 from stream.case_agent import CaseMetrics, CaseWriter, refusal_text
 from stream.case_store import CaseStore
+from stream.detection_engine import build_rule_engine
 from tests.alerts.conftest import customer, detection, load_reference, manager
 from tests.alerts.conftest import database_url as database_url  # fixture: SQLite, PostgreSQL
 from tests.stream.test_case_store import settings_for
@@ -39,7 +44,7 @@ def opened_store(database_url: URL, tmp_path: Path) -> CaseStore:
 def writer_for(
     store: CaseStore, registry: CollectorRegistry, dispatcher: NotificationDispatcher | None = None
 ) -> CaseWriter:
-    return CaseWriter(store, load_rates(), CaseMetrics.create(registry), dispatcher)
+    return CaseWriter(store, CaseMetrics.create(registry), dispatcher)
 
 
 class RecordingChannel:
@@ -53,6 +58,19 @@ class RecordingChannel:
     async def deliver(self, notice: CaseNotice) -> bool:
         self.notices.append(notice)
         return True
+
+
+RATES = load_rates()
+
+
+def kept(transactions: Sequence[Transaction]) -> list[StoredTransaction]:
+    """The transactions as a rules batch hands them over: with their converted amounts."""
+    return [
+        StoredTransaction(
+            tx, RATES.to_cny(tx.amount, tx.currency), RATES.to_usd(tx.amount, tx.currency)
+        )
+        for tx in transactions
+    ]
 
 
 def transaction(tx_id: str, customer_id: str, amount: str) -> Transaction:
@@ -119,11 +137,11 @@ def test_a_batch_and_its_detections_are_stored_together_and_announced_once(
         dispatcher = NotificationDispatcher([channel], registry=registry)
         writer = writer_for(store, registry, dispatcher)
         async with dispatcher:
-            await writer.keep_batch(batch, [own_alert, own_report])
+            await writer.keep_batch(kept(batch), [own_alert, own_report])
             after_batch = stored_counts(store)
             # The same batch after a crash, then the topics bringing the batch's own
             # detections back, then a detection another producer wrote.
-            await writer.keep_batch(batch, [own_alert, own_report])
+            await writer.keep_batch(kept(batch), [own_alert, own_report])
             statements: list[str] = []
             with listening(store, statements):
                 refused = [
@@ -171,8 +189,8 @@ def test_without_detections_a_batch_only_keeps_its_transactions(
     registry = CollectorRegistry()
     with opened_store(database_url, tmp_path) as store:
         writer = writer_for(store, registry)
-        asyncio.run(writer.keep_batch([transaction("tx-1", "C9", "10.00")], []))
-        asyncio.run(writer.keep_batch([], []))
+        asyncio.run(writer.keep_batch(kept([transaction("tx-1", "C9", "10.00")]), []))
+        asyncio.run(writer.keep_batch(kept([]), []))
         assert stored_counts(store) == {
             "transactions": 1,
             "cases": 0,
@@ -198,7 +216,7 @@ def test_a_transaction_as_long_as_the_contract_allows_is_kept_with_its_case(
     )
     with opened_store(database_url, tmp_path) as store:
         writer = writer_for(store, CollectorRegistry())
-        asyncio.run(asyncio.wait_for(writer.keep_batch([longest], [alert]), 30))
+        asyncio.run(asyncio.wait_for(writer.keep_batch(kept([longest]), [alert]), 30))
         assert stored_counts(store) == {
             "transactions": 1,
             "cases": 1,
@@ -243,7 +261,7 @@ def test_a_batch_whose_detections_are_refused_keeps_its_transactions_and_leaves_
 
         async def scenario() -> dict[int, Exception]:
             batch = [transaction("tx-1", "C1", "10.00"), transaction("tx-2", "C1", "20.00")]
-            await writer.keep_batch(batch, [refused_alert, fine_alert])
+            await writer.keep_batch(kept(batch), [refused_alert, fine_alert])
             # The topic brings both back: the refused one is refused again, the other stored.
             return await writer.store_received([refused_alert, fine_alert])
 
@@ -283,7 +301,7 @@ def test_batches_that_come_while_the_writer_is_busy_are_committed_together(
             seen_by_each: list[dict[str, int]] = []
 
             async def keep(transactions: list[Transaction], detections: list[Any]) -> None:
-                await writer.keep_batch(transactions, detections)
+                await writer.keep_batch(kept(transactions), detections)
                 seen_by_each.append(await asyncio.to_thread(stored_counts, store))
 
             # The first batch starts the writer; the others come before it is done.
@@ -323,8 +341,8 @@ def test_a_refused_batch_in_a_group_leaves_only_its_own_detections_to_the_topic(
 
         async def scenario() -> None:
             await asyncio.gather(
-                writer.keep_batch([transaction("tx-1", "C1", "10.00")], [refused_alert]),
-                writer.keep_batch([transaction("tx-22", "C1", "20.00")], [fine_alert]),
+                writer.keep_batch(kept([transaction("tx-1", "C1", "10.00")]), [refused_alert]),
+                writer.keep_batch(kept([transaction("tx-22", "C1", "20.00")]), [fine_alert]),
             )
 
         asyncio.run(asyncio.wait_for(scenario(), 30))
@@ -336,3 +354,22 @@ def test_a_refused_batch_in_a_group_leaves_only_its_own_detections_to_the_topic(
         }
     assert "refused a batch's 1 detections" in caplog.text
     assert counted(registry) == {("alert", "opened"): 1}
+
+
+def test_a_rules_batch_hands_its_transactions_over_with_the_rules_amounts() -> None:
+    engine = build_rule_engine(Settings())
+    state, rates = CustomerState(), engine.reference.rates
+    usd = dataclasses.replace(transaction("tx-usd", "C1", "1234.56"), currency="USD")
+    first = engine.process(state, usd, None)
+    again = engine.process(state, usd, None)  # a redelivery: no event
+    assert first.event is not None and again.event is None
+
+    from_event = _with_amounts(usd, first, rates)
+    converted = _with_amounts(usd, again, rates)
+
+    assert from_event.amount_cny is first.event.amount_cny
+    assert from_event.amount_usd is first.event.amount_usd
+    for stored in (from_event, converted):
+        assert stored.transaction is usd
+        assert stored.amount_cny == rates.to_cny(usd.amount, "USD") != usd.amount
+        assert stored.amount_usd == Decimal("1234.56")
