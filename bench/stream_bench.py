@@ -1034,14 +1034,21 @@ def run_bench(args: argparse.Namespace, log_dir: Path, work_dir: Path) -> dict[s
     }
 
 
-def in_process_work(workload: LiveWorkload, *, floor: bool, decoded_kept: int) -> dict[str, Any]:
+def in_process_work(
+    workload: LiveWorkload,
+    *,
+    floor: bool,
+    decoded_kept: int,
+    before_batch: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
     """The worker's own per-transaction code on the same stream, in this process: CPU
     microseconds a transaction for decoding, rules and features (``BatchDetection``),
     scoring (``ScoringBatch``, one call a batch), encoding each flush's changed records
     and decoding the records of customers beyond the ``decoded_kept`` most recently used
     (as ``CustomerTable`` keeps them), with the worker's collector policy. No broker,
     Faust, acknowledgement or case store: what is left of the pipeline's CPU a
-    transaction is theirs."""
+    transaction is theirs. ``before_batch`` is called with the index of each batch's
+    first transaction (bench/replay_instructions.py starts callgrind's count there)."""
     settings = Settings(rule_pack=FLOOR_PACK) if floor else Settings()
     engine = build_rule_engine(settings)
     behaviour = BehaviourTracker.from_reference(engine.reference)
@@ -1085,6 +1092,8 @@ def in_process_work(workload: LiveWorkload, *, floor: bool, decoded_kept: int) -
     tune_collector()
     freeze_long_lived()
     for number, start in enumerate(range(0, len(records), IN_PROCESS_BATCH), start=1):
+        if before_batch is not None:
+            before_batch(start)
         began = clock()
         transactions = [
             decode_transaction(value) for _, value in records[start : start + IN_PROCESS_BATCH]
