@@ -80,7 +80,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
@@ -157,6 +157,7 @@ _NS_PER_DAY = 86_400_000_000_000
 _CHANNEL_INDEX: dict[str, int] = {channel.value: i for i, channel in enumerate(CHANNELS)}
 _SMALLEST_POSITIVE = float(np.finfo(np.float64).smallest_subnormal)
 _ONE = Decimal(1)
+_HALF_EVEN = Context(prec=64, rounding=ROUND_HALF_EVEN)
 _LAGS = np.arange(1, AMOUNT_SAMPLES + 1)
 _ROBUST_Z_CHUNK_ROWS = 4096
 
@@ -167,7 +168,8 @@ _ROBUST_Z_CHUNK_ROWS = 4096
 
 def _fen(amount_cny: Decimal) -> int:
     """The CNY amount in whole fen: exact integer sums in both paths."""
-    return int(amount_cny.scaleb(2).quantize(_ONE, rounding=ROUND_HALF_EVEN))
+    # The context's quantize: Decimal.quantize's keyword argument costs its parsing.
+    return int(_HALF_EVEN.quantize(amount_cny.scaleb(2), _ONE))
 
 
 def _log_amount(fen: int) -> float:

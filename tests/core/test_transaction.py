@@ -168,6 +168,35 @@ def test_fast_parser_edges_are_the_cases_they_name() -> None:
     assert decode_transaction(_edge_payload("lone-surrogate")).description == "\ud800"
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1.2345", "1.2345"),
+        (" 1.2345 ", "1.2345"),
+        ("1.23450", "1.2345"),
+        ("1_000.25", "1000.25"),
+        ("1.2_3", "1.23"),
+        ("12.", "12"),
+        (".5", "0.5"),
+        ("1.5E-3", "0.0015"),
+        ("1.5e-4", None),
+        ("1.23456", None),
+        ("1.00001", None),
+        ("1E-5", None),
+        ("1.2345_6", None),
+    ],
+)
+def test_decimal_places_are_counted_exactly_in_every_notation(
+    text: str, expected: str | None
+) -> None:
+    payload = encode(valid_document(amount=text))
+    if expected is None:
+        assert refused(payload).field == "amount"
+    else:
+        amount = decode_transaction(payload).amount
+        assert str(amount) == str(Decimal(expected)) and amount == Decimal(expected)
+
+
 def test_excess_zero_decimals_are_normalised_not_refused() -> None:
     tx = decode_transaction(encode(valid_document(amount="12.500000")))
     assert tx.amount == Decimal("12.5")
