@@ -39,6 +39,7 @@ from typing import Any
 from stream_bench import (
     IN_PROCESS_BATCH,
     REPO_ROOT,
+    BenchError,
     build_live_workload,
     code_state,
     console,
@@ -55,10 +56,6 @@ _CONTROL_SOURCE = """
 void amlwatch_start(void) { CALLGRIND_START_INSTRUMENTATION; }
 void amlwatch_stop(void) { CALLGRIND_STOP_INSTRUMENTATION; }
 """
-
-
-class ReplayInstructionsError(Exception):
-    """The count could not be taken (no valgrind, no compiler, the child failed)."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -87,7 +84,7 @@ def build_control_library(directory: Path) -> Path:
     """The shared library whose two functions start and stop callgrind's count."""
     compiler = shutil.which("gcc") or shutil.which("cc")
     if compiler is None:
-        raise ReplayInstructionsError("no C compiler (gcc) to build the callgrind calls")
+        raise BenchError("no C compiler (gcc) to build the callgrind calls")
     source, library = directory / "control.c", directory / "control.so"
     source.write_text(_CONTROL_SOURCE)
     built = subprocess.run(
@@ -97,7 +94,7 @@ def build_control_library(directory: Path) -> Path:
         check=False,
     )
     if built.returncode != 0:
-        raise ReplayInstructionsError(
+        raise BenchError(
             "could not build the callgrind calls (is valgrind's header valgrind/callgrind.h "
             f"installed?): {built.stderr.strip()}"
         )
@@ -107,7 +104,7 @@ def build_control_library(directory: Path) -> Path:
 def count_instructions(args: argparse.Namespace) -> dict[str, Any]:
     """Run this script's replay under callgrind; the counted instructions and timings."""
     if shutil.which("valgrind") is None:
-        raise ReplayInstructionsError("valgrind is not installed")
+        raise BenchError("valgrind is not installed")
     with tempfile.TemporaryDirectory(prefix="replay-instructions-") as scratch:
         directory = Path(scratch)
         library = build_control_library(directory)
@@ -129,9 +126,7 @@ def count_instructions(args: argparse.Namespace) -> dict[str, Any]:
         with console.status("replaying under callgrind (about 90 s with the defaults)"):
             run = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         if run.returncode != 0 or not timings.exists():
-            raise ReplayInstructionsError(
-                f"the replay under valgrind failed:\n{run.stderr[-3000:]}"
-            )
+            raise BenchError(f"the replay under valgrind failed:\n{run.stderr[-3000:]}")
         instructions = _total_instructions(counts)
         kept_counts = args.out.with_suffix(".callgrind")
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -173,7 +168,7 @@ def _total_instructions(counts: Path) -> int:
     for line in counts.read_text().splitlines():
         if line.startswith("totals:"):
             return int(line.split()[1])
-    raise ReplayInstructionsError(f"no totals in {counts}")
+    raise BenchError(f"no totals in {counts}")
 
 
 def replay_under_callgrind(args: argparse.Namespace, timings: Path) -> None:
@@ -210,8 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         result = count_instructions(args)
-    except ReplayInstructionsError as exc:
-        console.print(f"[red]replay_instructions:[/red] {exc}")
+    except BenchError as exc:
+        console.print(f"[red]bench failed:[/red] {exc}")
         return 1
     write_result(result, args.out)
     console.print(
