@@ -38,6 +38,7 @@ from stream_bench import (
     WORKER_COMMAND,
     BenchError,
     add_run_options,
+    add_seed_option,
     base_env,
     console,
     consumer_dir,
@@ -288,6 +289,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--per-customer", type=int, default=1, help="at most this many transactions each"
     )
+    add_seed_option(parser)
     add_run_options(parser)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the JSON")
     args = parser.parse_args(argv)

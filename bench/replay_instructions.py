@@ -40,7 +40,9 @@ from stream_bench import (
     IN_PROCESS_BATCH,
     REPO_ROOT,
     BenchError,
+    add_population_options,
     build_live_workload,
+    check_workload_options,
     code_state,
     console,
     in_process_work,
@@ -60,10 +62,7 @@ void amlwatch_stop(void) { CALLGRIND_STOP_INSTRUMENTATION; }
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--customers", type=int, default=1000, help="simulated customers")
-    parser.add_argument("--days", type=int, default=18, help="days of live stream")
-    parser.add_argument("--training-days", type=int, default=14, help="days of model history")
-    parser.add_argument("--seed", type=int, default=7, help="seed of population and history")
+    add_population_options(parser)  # the stream bench's workload, by default
     parser.add_argument(
         "--start",
         type=int,
@@ -74,6 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--count", type=int, default=4_000, help="transactions counted")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the JSON")
     args = parser.parse_args(argv)
+    check_workload_options(parser, args)
     if args.start < 0 or args.count < 1:
         parser.error("--start must be at least 0 and --count at least 1")
     args.start -= args.start % IN_PROCESS_BATCH

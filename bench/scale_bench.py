@@ -234,7 +234,7 @@ def print_summary(document: dict[str, Any]) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    add_workload_options(parser, customers=1000, days=18)
+    add_workload_options(parser)
     parser.add_argument("--workers", type=int, default=2, help="workers of the second run")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the JSON")
     args = parser.parse_args(argv)

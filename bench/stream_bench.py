@@ -118,6 +118,9 @@ WORKER_COMMAND = (
 # psutil reads CPU times in clock ticks; a shorter interval than one tick reads as zero.
 CPU_TICK_SECONDS = 1.0 / os.sysconf("SC_CLK_TCK")
 # The model learns from a history weeks before the live stream, as in production.
+# The live workload's default size (the stream and scale benches, the in-process replay).
+WORKLOAD_CUSTOMERS = 1000
+WORKLOAD_DAYS = 18
 POPULATION_AS_OF = date(2026, 1, 5)
 LIVE_START = date(2026, 3, 2)
 BENCH_ACTOR = Actor("stream-bench", Role.ADMIN)
@@ -1215,8 +1218,25 @@ def print_summary(document: dict[str, Any]) -> None:
         console.print("* shorter than a poll interval or a CPU tick: a lower bound only")
 
 
-def add_workload_options(parser: argparse.ArgumentParser, *, customers: int, days: int) -> None:
+def add_workload_options(
+    parser: argparse.ArgumentParser,
+    *,
+    customers: int = WORKLOAD_CUSTOMERS,
+    days: int = WORKLOAD_DAYS,
+) -> None:
     """Options of the live workload, shared by the benches that run the full pipeline."""
+    add_population_options(parser, customers=customers, days=days)
+    add_run_options(parser)
+
+
+def add_population_options(
+    parser: argparse.ArgumentParser,
+    *,
+    customers: int = WORKLOAD_CUSTOMERS,
+    days: int = WORKLOAD_DAYS,
+) -> None:
+    """The workload's population and history: what the in-process replay reads too
+    (bench/replay_instructions.py), without the options of running workers."""
     parser.add_argument("--customers", type=int, default=customers, help="simulated customers")
     parser.add_argument(
         "--days",
@@ -1227,7 +1247,7 @@ def add_workload_options(parser: argparse.ArgumentParser, *, customers: int, day
     parser.add_argument(
         "--training-days", type=int, default=14, help="days of history the model is trained on"
     )
-    add_run_options(parser)
+    add_seed_option(parser)
 
 
 def add_partitions_option(parser: argparse.ArgumentParser) -> None:
@@ -1242,8 +1262,7 @@ def add_partitions_option(parser: argparse.ArgumentParser) -> None:
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """Options every bench that runs workers under :func:`run_main` and :func:`measure`
-    reads: seed, partitions, polling and timeouts, where to keep the logs."""
-    parser.add_argument("--seed", type=int, default=7, help="seed of population and history")
+    reads: partitions, polling and timeouts, where to keep the logs."""
     add_partitions_option(parser)
     parser.add_argument("--poll-interval", type=float, default=0.05, help="seconds")
     parser.add_argument("--startup-timeout", type=float, default=120.0, help="seconds")
@@ -1251,6 +1270,10 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-dir", type=Path, default=None, help="keep broker and worker logs here"
     )
+
+
+def add_seed_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=7, help="seed of population and history")
 
 
 def check_workload_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -1264,7 +1287,7 @@ def check_workload_options(parser: argparse.ArgumentParser, args: argparse.Names
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    add_workload_options(parser, customers=1000, days=18)
+    add_workload_options(parser)
     parser.add_argument(
         "--core", type=int, default=None, help="CPU both consumers run on (default: the last)"
     )
