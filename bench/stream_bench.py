@@ -100,6 +100,7 @@ from stream.topics import ensure_topics
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BARE_AGENT_SCRIPT = REPO_ROOT / "bench" / "bare_agent.py"
+CLIENT_AGENT_SCRIPT = REPO_ROOT / "bench" / "client_agent.py"
 DEFAULT_OUT = REPO_ROOT / "bench" / "results" / "stream.json"
 # --floor: the pipeline without its AML work (see floor_pack.toml), written apart so that
 # it never stands in for the pipeline's figure in results/stream.json.
@@ -931,6 +932,9 @@ def run_bench(args: argparse.Namespace, log_dir: Path, work_dir: Path) -> dict[s
             [sys.executable, str(BARE_AGENT_SCRIPT), "--eager-delivery"],
             bare_agent_counter,
         ),
+        # The Kafka client alone, no Faust: what the bare agents cost beyond it is
+        # Faust's per-message machinery, which the pipeline pays too.
+        ("client_agent", [sys.executable, str(CLIENT_AGENT_SCRIPT)], bare_agent_counter),
     ]
     results: dict[str, dict[str, Any]] = {}
     with EmbeddedBroker(log_path=log_dir / "broker.log") as broker, live_progress() as progress:
@@ -1006,6 +1010,7 @@ def run_bench(args: argparse.Namespace, log_dir: Path, work_dir: Path) -> dict[s
     )
     bare = (results["bare_agent"], results["bare_agent_after"])
     eager = results["bare_agent_eager"]
+    client = results["client_agent"]
     parameters = {
         **workload.parameters(),
         "seed": args.seed,
@@ -1031,6 +1036,13 @@ def run_bench(args: argparse.Namespace, log_dir: Path, work_dir: Path) -> dict[s
         "ratio_pipeline_to_eager_bare": {
             "messages_per_cpu_second": _ratio(pipeline, (eager,), "messages_per_cpu_second"),
             "messages_per_second": _ratio(pipeline, (eager,), "messages_per_second"),
+        },
+        "client_agent": client,
+        "microseconds_per_message": {
+            "pipeline": _microseconds_per_message((pipeline,)),
+            "bare_agent": _microseconds_per_message(bare),
+            "bare_agent_eager": _microseconds_per_message((eager,)),
+            "client_agent": _microseconds_per_message((client,)),
         },
         "in_process": in_process,
         "bench_seconds": round(time.monotonic() - began, 1),
@@ -1146,6 +1158,12 @@ def _ratio(numerator: dict[str, Any], denominators: Sequence[dict[str, Any]], ke
     return round(float(numerator[key]) / mean, 4)
 
 
+def _microseconds_per_message(runs: Sequence[dict[str, Any]]) -> float:
+    """CPU a message, over the mean rate per CPU-second of ``runs``."""
+    mean_rate = sum(run["messages_per_cpu_second"] for run in runs) / len(runs)
+    return round(1e6 / mean_rate, 1)
+
+
 def write_result(document: dict[str, Any], out: Path) -> None:
     """Write the JSON atomically, so a reader never sees half a file."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -1171,6 +1189,7 @@ def print_summary(document: dict[str, Any]) -> None:
         ("floor" if params.get("floor") else "pipeline", document["pipeline"]),
         ("bare after", document["bare_agent_after"]),
         ("bare eager", document["bare_agent_eager"]),
+        ("client only", document["client_agent"]),
     ]
     for name, row in rows:
         table.add_row(
@@ -1213,6 +1232,12 @@ def print_summary(document: dict[str, Any]) -> None:
         f"records {spent['encoding']:.1f}, decoding records {spent['record_decoding']:.1f} "
         f"us a transaction: {work['share_of_pipeline_cpu']:.0%} of the pipeline's CPU a "
         "transaction"
+    )
+    cost = document["microseconds_per_message"]
+    console.print(
+        f"CPU a message: pipeline {cost['pipeline']:.1f} us, bare Faust agent "
+        f"{cost['bare_agent']:.1f}, with the delivery fixes {cost['bare_agent_eager']:.1f}, "
+        f"the Kafka client alone {cost['client_agent']:.1f}"
     )
     if any(row["resolution_limited"] for _, row in rows):
         console.print("* shorter than a poll interval or a CPU tick: a lower bound only")

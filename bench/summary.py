@@ -135,6 +135,18 @@ CHECKS = (
     ),
     Check(
         "stream",
+        "CPU a message: the bare Faust agent (mean of its two runs)",
+        _get("microseconds_per_message", "bare_agent"),
+        "us",
+    ),
+    Check(
+        "stream",
+        "CPU a message: the Kafka client alone (aiokafka, no Faust)",
+        _get("microseconds_per_message", "client_agent"),
+        "us",
+    ),
+    Check(
+        "stream",
         "per-transaction work replayed in process / pipeline CPU per transaction",
         _get("in_process", "share_of_pipeline_cpu"),
         "ratio",

@@ -34,7 +34,8 @@ def test_stream_bench_writes_a_complete_result(tmp_path: Path) -> None:
     assert params["decoded_records_kept"] == result["in_process"]["decoded_records_kept"] == 10
     affinity = params["cpu_affinity"]
     assert len(affinity["consumer"]) == 1
-    for name in ("pipeline", "bare_agent", "bare_agent_after", "bare_agent_eager"):
+    consumers = ("pipeline", "bare_agent", "bare_agent_after", "bare_agent_eager", "client_agent")
+    for name in consumers:
         for key in RATES:
             assert result[name][key] > 0, (name, key)
         assert result[name]["measured_messages"] > 0
@@ -54,6 +55,16 @@ def test_stream_bench_writes_a_complete_result(tmp_path: Path) -> None:
         / result["bare_agent_eager"]["messages_per_cpu_second"],
         abs=1e-4,
     )
+    cost = result["microseconds_per_message"]
+    assert set(cost) == {"pipeline", "bare_agent", "bare_agent_eager", "client_agent"}
+    assert cost["client_agent"] == pytest.approx(
+        1e6 / result["client_agent"]["messages_per_cpu_second"], abs=0.1
+    )
+    bare_rate = (
+        result["bare_agent"]["messages_per_cpu_second"]
+        + result["bare_agent_after"]["messages_per_cpu_second"]
+    ) / 2
+    assert cost["bare_agent"] == pytest.approx(1e6 / bare_rate, abs=0.1)
     assert result["bare_agent_drift"] == pytest.approx(
         result["bare_agent_after"]["messages_per_second"]
         / result["bare_agent"]["messages_per_second"],
