@@ -24,9 +24,6 @@ from core.settings import Settings
 from stream.app import DEV_SESSION_TIMEOUT_SECONDS
 from stream.dev_broker import FETCH_MAX_WAIT_MS
 
-# Records taken per getmany: about what Faust's consumer hands on per fetch here.
-RECORDS_PER_FETCH = 5_000
-
 
 async def count_messages(settings: Settings, totals: dict[str, int], stop: asyncio.Event) -> None:
     """Consume the transactions topic as the worker's group would, counting, until ``stop``."""
@@ -37,12 +34,13 @@ async def count_messages(settings: Settings, totals: dict[str, int], stop: async
         auto_offset_reset="earliest",
         fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         session_timeout_ms=int(DEV_SESSION_TIMEOUT_SECONDS * 1000),
-        heartbeat_interval_ms=1000,
+        heartbeat_interval_ms=1000,  # the dev profile's broker_heartbeat_interval
     )
     await consumer.start()
     try:
         while not stop.is_set():
-            fetched = await consumer.getmany(timeout_ms=200, max_records=RECORDS_PER_FETCH)
+            # Everything fetched, as Faust asks (its broker_max_poll_records is None).
+            fetched = await consumer.getmany(timeout_ms=200)
             for records in fetched.values():
                 for record in records:
                     totals["messages"] += 1

@@ -1,8 +1,8 @@
 """Throughput of the full amlwatch pipeline on one core, against a bare Faust agent.
 
 One embedded broker and one pre-produced live stream of simulated transactions
-(``stream.simulator``, keyed by customer_id as the contract asks), read by two
-consumers in four runs one after the other (each its own app id, hence its own
+(``stream.simulator``, keyed by customer_id as the contract asks), read by
+consumers in five runs one after the other (each its own app id, hence its own
 consumer group):
 
 * ``bare_agent``: bench/bare_agent.py, a Faust agent that only counts raw messages and
@@ -10,14 +10,15 @@ consumer group):
   pipeline and again after it (``bare_agent_after``): the ratio is to their mean;
   then once more with the fix to Faust's per-record delivery that the worker runs
   with (``bare_agent_eager``, ``stream.delivery``, ``AMLWATCH_EAGER_DELIVERY``), for a
-  second ratio;
+  second ratio; last, ``client_agent`` (bench/client_agent.py): the Kafka client alone,
+  no Faust, so that Faust's own cost a message shows beside it;
 * ``pipeline``: the real worker (``stream.worker.run_worker``) with everything on:
   decode + validate, per-customer state, the default rule pack, behaviour features and
   IsolationForest scoring with a model trained beforehand on the same population, and
   the case store (a fresh SQLite file, managers and customers imported) keeping every
   transaction and alert.
 
-Both consumers are pinned to the same single core; the broker and this bench run on
+The consumers are pinned to the same single core; the broker and this bench run on
 the other core(s). Each consumer is timed from the first input message it received to
 the last one it processed, by polling its counters over HTTP; its CPU seconds are read
 from /proc (psutil) at the same moments. See bench/README.md.
@@ -118,10 +119,10 @@ WORKER_COMMAND = (
 )
 # psutil reads CPU times in clock ticks; a shorter interval than one tick reads as zero.
 CPU_TICK_SECONDS = 1.0 / os.sysconf("SC_CLK_TCK")
-# The model learns from a history weeks before the live stream, as in production.
 # The live workload's default size (the stream and scale benches, the in-process replay).
 WORKLOAD_CUSTOMERS = 1000
 WORKLOAD_DAYS = 18
+# The model learns from a history weeks before the live stream, as in production.
 POPULATION_AS_OF = date(2026, 1, 5)
 LIVE_START = date(2026, 3, 2)
 BENCH_ACTOR = Actor("stream-bench", Role.ADMIN)
@@ -1243,30 +1244,22 @@ def print_summary(document: dict[str, Any]) -> None:
         console.print("* shorter than a poll interval or a CPU tick: a lower bound only")
 
 
-def add_workload_options(
-    parser: argparse.ArgumentParser,
-    *,
-    customers: int = WORKLOAD_CUSTOMERS,
-    days: int = WORKLOAD_DAYS,
-) -> None:
+def add_workload_options(parser: argparse.ArgumentParser) -> None:
     """Options of the live workload, shared by the benches that run the full pipeline."""
-    add_population_options(parser, customers=customers, days=days)
+    add_population_options(parser)
     add_run_options(parser)
 
 
-def add_population_options(
-    parser: argparse.ArgumentParser,
-    *,
-    customers: int = WORKLOAD_CUSTOMERS,
-    days: int = WORKLOAD_DAYS,
-) -> None:
+def add_population_options(parser: argparse.ArgumentParser) -> None:
     """The workload's population and history: what the in-process replay reads too
     (bench/replay_instructions.py), without the options of running workers."""
-    parser.add_argument("--customers", type=int, default=customers, help="simulated customers")
+    parser.add_argument(
+        "--customers", type=int, default=WORKLOAD_CUSTOMERS, help="simulated customers"
+    )
     parser.add_argument(
         "--days",
         type=int,
-        default=days,
+        default=WORKLOAD_DAYS,
         help="days of live stream; a customer's first 7 days are its warm-up (not scored)",
     )
     parser.add_argument(
