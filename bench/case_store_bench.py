@@ -35,13 +35,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
-from stream_bench import machine_busy_seconds, write_result
+from stream_bench import BenchError, console, machine_busy_seconds, measure_and_write
 
 from alerts.actors import Actor, Role
 from alerts.audit import verify_audit_chain
@@ -79,12 +78,7 @@ USD_PER_UNIT = Decimal("1")
 SEVERITY_WEIGHTS = {Severity.LOW: 2, Severity.MEDIUM: 4, Severity.HIGH: 3, Severity.CRITICAL: 1}
 PHASES = ("transactions", "transactions_redelivered", "alerts")
 
-console = Console()
 _Item = TypeVar("_Item")
-
-
-class BenchError(Exception):
-    """The bench could not measure (a write did not do what it must)."""
 
 
 @dataclass(frozen=True)
@@ -387,15 +381,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the bench and write its result; 0 on success, 1 when it could not measure."""
     args = parse_args(argv)
-    try:
-        document = run_bench(args)
-    except BenchError as exc:
-        console.print(f"[red]bench failed:[/red] {exc}")
-        return 1
-    write_result(document, args.out)
-    print_summary(document)
-    console.print(f"wrote {args.out}")
-    return 0
+    return measure_and_write(lambda: run_bench(args), args.out, print_summary)
 
 
 if __name__ == "__main__":

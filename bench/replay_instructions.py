@@ -47,8 +47,10 @@ from stream_bench import (
     console,
     in_process_work,
     machine_facts,
-    write_result,
+    measure_and_write,
 )
+
+from core.settings import DEFAULT_DECODED_RECORDS_KEPT
 
 DEFAULT_OUT = REPO_ROOT / "bench" / "results" / "replay_instructions.json"
 # Set in the child that valgrind runs: where to find the start and stop calls.
@@ -192,7 +194,12 @@ def replay_under_callgrind(args: argparse.Namespace, timings: Path) -> None:
             if first == args.start:
                 control.amlwatch_start()
 
-        in_process_work(workload, floor=False, decoded_kept=10_000, before_batch=before_batch)
+        in_process_work(
+            workload,
+            floor=False,
+            decoded_kept=DEFAULT_DECODED_RECORDS_KEPT,
+            before_batch=before_batch,
+        )
         control.amlwatch_stop()
     timings.write_text(json.dumps({"counted_transactions": len(records) - args.start}))
 
@@ -203,18 +210,15 @@ def main(argv: list[str] | None = None) -> int:
         replay_under_callgrind(parse_args(argv[2:]), Path(argv[1]))
         return 0
     args = parse_args(argv)
-    try:
-        result = count_instructions(args)
-    except BenchError as exc:
-        console.print(f"[red]bench failed:[/red] {exc}")
-        return 1
-    write_result(result, args.out)
-    console.print(
-        f"{result['counted_transactions']:,} transactions from {args.start:,}: "
-        f"{result['instructions']:,} instructions, "
-        f"{result['instructions_per_transaction']:,} a transaction; wrote {args.out}"
-    )
-    return 0
+
+    def summary(result: dict[str, Any]) -> None:
+        console.print(
+            f"{result['counted_transactions']:,} transactions from {args.start:,}: "
+            f"{result['instructions']:,} instructions, "
+            f"{result['instructions_per_transaction']:,} a transaction"
+        )
+
+    return measure_and_write(lambda: count_instructions(args), args.out, summary)
 
 
 if __name__ == "__main__":

@@ -138,7 +138,8 @@ console = Console()
 
 
 class BenchError(Exception):
-    """The bench could not measure (a worker died, stalled or never started)."""
+    """The bench could not measure (a worker died, stalled or never started, a write
+    did not do what it must, a tool is missing)."""
 
 
 # --- the workload -------------------------------------------------------------------
@@ -1165,6 +1166,22 @@ def _microseconds_per_message(runs: Sequence[dict[str, Any]]) -> float:
     return round(1e6 / mean_rate, 1)
 
 
+def measure_and_write(
+    run: Callable[[], dict[str, Any]], out: Path, summary: Callable[[dict[str, Any]], None]
+) -> int:
+    """Run a bench, write its result to ``out`` and print its summary: 0; 1, saying why,
+    when it could not measure (:class:`BenchError`)."""
+    try:
+        document = run()
+    except BenchError as exc:
+        console.print(f"[red]bench failed:[/red] {exc}")
+        return 1
+    write_result(document, out)
+    summary(document)
+    console.print(f"wrote {out}")
+    return 0
+
+
 def write_result(document: dict[str, Any], out: Path) -> None:
     """Write the JSON atomically, so a reader never sees half a file."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -1365,17 +1382,10 @@ def run_main(
             log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-logs-")))
         work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=work_prefix)))
         try:
-            document = run(args, log_dir, work_dir)
-        except BenchError as exc:
-            console.print(f"[red]bench failed:[/red] {exc}")
-            return 1
+            return measure_and_write(lambda: run(args, log_dir, work_dir), args.out, summary)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted; workers and broker stopped[/yellow]")
             return 130
-    write_result(document, args.out)
-    summary(document)
-    console.print(f"wrote {args.out}")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
