@@ -97,11 +97,16 @@ def _last_window_p99(document: dict[str, Any]) -> float | None:
 BARE_AGENT_DRIFT_ALLOWED = 1.2
 
 
-def _steady_bare_agent(document: dict[str, Any]) -> bool:
+def _steady_bare_agent(drift_key: str) -> Callable[[dict[str, Any]], bool]:
     """Whether the bare runs before and after the pipeline agree within the allowed
-    drift (a result without the figure is taken as it is)."""
-    drift = _get("bare_agent_drift")(document)
-    return drift is None or 1 / BARE_AGENT_DRIFT_ALLOWED <= drift <= BARE_AGENT_DRIFT_ALLOWED
+    drift, ``drift_key`` (by wall rate or per CPU-second) telling how far they differ (a
+    result without the figure is taken as it is)."""
+
+    def steady(document: dict[str, Any]) -> bool:
+        drift = _get(drift_key)(document)
+        return drift is None or 1 / BARE_AGENT_DRIFT_ALLOWED <= drift <= BARE_AGENT_DRIFT_ALLOWED
+
+    return steady
 
 
 CHECKS = (
@@ -118,14 +123,20 @@ CHECKS = (
         _get("ratio_pipeline_to_bare", "messages_per_second"),
         "ratio",
         (">=", 0.5),
-        condition=_steady_bare_agent,
+        condition=_steady_bare_agent("bare_agent_drift"),
         condition_note="with the bare runs around it within 20% of each other",
     ),
+    # The issue counts Faust's ceiling and the naive pipeline in messages per
+    # CPU-second; on a pinned core that is the throughput the CPU allows, whether or not
+    # the bare agent also waited on the broker (see bench/README.md).
     Check(
         "stream",
         "pipeline / bare Faust agent (per CPU-second)",
         _get("ratio_pipeline_to_bare", "messages_per_cpu_second"),
         "ratio",
+        (">=", 0.5),
+        condition=_steady_bare_agent("bare_agent_cpu_drift"),
+        condition_note="with the bare runs' CPU a message within 20% of each other",
     ),
     Check(
         "stream",

@@ -70,6 +70,11 @@ def test_stream_bench_writes_a_complete_result(tmp_path: Path) -> None:
         / result["bare_agent"]["messages_per_second"],
         abs=1e-4,
     )
+    assert result["bare_agent_cpu_drift"] == pytest.approx(
+        result["bare_agent_after"]["messages_per_cpu_second"]
+        / result["bare_agent"]["messages_per_cpu_second"],
+        abs=1e-4,
+    )
     work = result["in_process"]
     stages = work["microseconds_per_transaction"]
     assert set(stages) == {
