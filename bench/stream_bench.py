@@ -88,6 +88,7 @@ from stream.broker import EmbeddedBroker, broker_binary, free_loopback_port
 from stream.collector import freeze_long_lived, tune_collector
 from stream.customer_table import CustomerRecord
 from stream.detection_engine import build_rule_engine
+from stream.metrics import THREAD_CPU_METRIC
 from stream.scoring import BehaviourTracker, load_model
 from stream.simulator import (
     derive_rng,
@@ -112,6 +113,7 @@ SCORED_METRIC = "amlwatch_transactions_scored_total"
 DETECTIONS_METRIC = "amlwatch_detections_total"
 # Faust's own counter (its Prometheus sensor), bumped as a message enters the worker.
 RECEIVED_METRIC = "faust_messages_received_per_topic_total"
+THREAD_CPU_SERIES = f"{THREAD_CPU_METRIC}_total"
 MID_RUN_POLL_SECONDS = 1.0
 WORKER_COMMAND = (
     "from core.settings import Settings; from stream.worker import run_worker; "
@@ -509,6 +511,23 @@ def pipeline_counter(web_port: int, topic: str) -> Callable[[], Counts | None]:
     return read
 
 
+def pipeline_thread_cpu(web_port: int) -> Callable[[], dict[str, float] | None]:
+    """Read the worker's CPU seconds by thread from its /metrics (None if no answer)."""
+    prefix = f'{THREAD_CPU_SERIES}{{thread="'
+
+    def read() -> dict[str, float] | None:
+        metrics = read_metrics(web_port, (THREAD_CPU_SERIES,))
+        if metrics is None:
+            return None
+        return {
+            series[len(prefix) : -2]: value
+            for series, value in metrics.items()
+            if series.startswith(prefix)
+        }
+
+    return read
+
+
 def summed_counter(readers: Sequence[Callable[[], Counts | None]]) -> Callable[[], Counts | None]:
     """The counts of several workers of one group added up; None until all answer."""
 
@@ -548,6 +567,8 @@ class _Sample:
     broker_cpu: float
     machine_busy: float  # CPU seconds used by every process on the machine
     counts: Counts
+    # The worker's CPU seconds by thread (amlwatch_thread_cpu_seconds), if read.
+    threads: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -582,18 +603,24 @@ def machine_busy_seconds() -> float:
     return float(busy + getattr(times, "irq", 0.0) + getattr(times, "softirq", 0.0))
 
 
-def throughput_window(samples: list[_Sample], total: int) -> Window:
-    """The window opening at the first sample that saw a message received, closing at
-    the last sample (the one that saw all ``total`` processed)."""
-    end = samples[-1]
+def window_start(samples: list[_Sample], total: int) -> tuple[_Sample, bool]:
+    """The sample the throughput window opens at: the first that saw a message received;
+    and whether the window is limited by the polls' resolution."""
     first = next(index for index, sample in enumerate(samples) if sample.counts.received > 0)
     start = samples[first]
     # Normally only the messages after the opening sample are counted. If all of them fit
     # between two polls, open at the poll before (samples[0] is the spawn): the rate is
     # then a lower bound, and flagged as such.
-    resolution_limited = start.counts.received >= total
-    if resolution_limited:
-        start = samples[first - 1]
+    if start.counts.received >= total:
+        return samples[first - 1], True
+    return start, False
+
+
+def throughput_window(samples: list[_Sample], total: int) -> Window:
+    """The window opening at the first sample that saw a message received, closing at
+    the last sample (the one that saw all ``total`` processed)."""
+    end = samples[-1]
+    start, resolution_limited = window_start(samples, total)
     measured = total - start.counts.received
     wall = max(end.at - start.at, 1e-6)
     cpu = end.cpu - start.cpu
@@ -641,9 +668,11 @@ def measure(
     poll_interval: float,
     startup_timeout: float,
     stall_timeout: float,
+    read_threads: Callable[[], dict[str, float] | None] | None = None,
 ) -> dict[str, Any]:
     """Poll ``read_counts`` until all ``total`` are processed; the throughput window of
-    ``processes`` together (their CPU seconds and memory added up)."""
+    ``processes`` together (their CPU seconds and memory added up), with the CPU by
+    thread over it if ``read_threads`` reads it."""
     consumers = [psutil.Process(process.pid) for process in processes]
 
     def sample(counts: Counts) -> _Sample:
@@ -653,6 +682,7 @@ def measure(
             broker_cpu=process_cpu_seconds(broker_process),
             machine_busy=machine_busy_seconds(),
             counts=counts,
+            threads=None if read_threads is None or not counts.received else read_threads(),
         )
 
     samples = [sample(Counts(0, 0))]
@@ -687,12 +717,30 @@ def measure(
         time.sleep(_next_poll_delay(samples, total, poll_interval))
 
     first_received = next(s for s in samples if s.counts.received > 0)
+    by_thread = {}
+    if read_threads is not None:
+        by_thread["cpu_seconds_by_thread"] = _thread_cpu_over(
+            window_start(samples, total)[0], samples[-1]
+        )
     return {
         **asdict(throughput_window(samples, total)),
+        **by_thread,
         "startup_seconds": round(first_received.at - started, 3),
         "polls": len(samples) - 1,
         # In-memory tables grow with what was processed; this shows it run over run.
         "rss_bytes_at_end": sum(consumer.memory_info().rss for consumer in consumers),
+    }
+
+
+def _thread_cpu_over(start: _Sample, end: _Sample) -> dict[str, float] | None:
+    """The CPU seconds each thread used between two samples (a thread that started in
+    between counts from zero); None if either sample lacks the figures."""
+    if start.threads is None or end.threads is None:
+        return None
+    before = start.threads
+    return {
+        name: round(max(0.0, seconds - before.get(name, 0.0)), 3)
+        for name, seconds in sorted(end.threads.items(), key=lambda item: -item[1])
     }
 
 
@@ -988,6 +1036,7 @@ def run_bench(args: argparse.Namespace, log_dir: Path, work_dir: Path) -> dict[s
                         poll_interval=args.poll_interval,
                         startup_timeout=args.startup_timeout,
                         stall_timeout=args.stall_timeout,
+                        read_threads=pipeline_thread_cpu(web_port) if name == "pipeline" else None,
                     )
                     if name == "pipeline":
                         results[name]["outcome"] = pipeline_outcome([web_port], database_url)
@@ -1246,6 +1295,15 @@ def print_summary(document: dict[str, Any]) -> None:
         f"stored {outcome['alerts_stored']:,}; "
         f"worker RSS {document['pipeline']['rss_bytes_at_end'] / 2**20:,.0f} MiB"
     )
+    by_thread = document["pipeline"].get("cpu_seconds_by_thread")
+    if by_thread:
+        spent_in_all = sum(by_thread.values()) or 1.0
+        console.print(
+            "the pipeline's CPU by thread: "
+            + ", ".join(
+                f"{name} {seconds / spent_in_all:.0%}" for name, seconds in by_thread.items()
+            )
+        )
     work = document["in_process"]
     spent = work["microseconds_per_transaction"]
     console.print(

@@ -40,6 +40,15 @@ def test_stream_bench_writes_a_complete_result(tmp_path: Path) -> None:
             assert result[name][key] > 0, (name, key)
         assert result[name]["measured_messages"] > 0
     assert result["pipeline"]["rss_bytes_at_end"] > 0
+    # The worker's CPU by thread over the window (its /metrics), adding up to the
+    # process's: the event loop and the case store's writer among them.
+    by_thread = result["pipeline"]["cpu_seconds_by_thread"]
+    assert {"MainThread", "case-store_0"} <= by_thread.keys()
+    assert all(seconds >= 0 for seconds in by_thread.values())
+    assert sum(by_thread.values()) == pytest.approx(
+        result["pipeline"]["cpu_seconds"], abs=0.02 * len(by_thread) + 0.05
+    )
+    assert "cpu_seconds_by_thread" not in result["bare_agent"]
     outcome = result["pipeline"]["outcome"]
     assert outcome["transactions_scored"] == params["scorable_transactions"] > 0
     assert outcome["alerts_stored"] == outcome["detections_emitted"]["alert"]
