@@ -104,9 +104,10 @@ def test_every_message_is_processed_or_dead_lettered(broker, names: StreamNames,
     assert samples["amlwatch_processing_latency_seconds_count"] == 9_900
     # The collector policy is on: what start-up and recovery left is frozen (Faust,
     # pandas and scikit-learn alone leave more than 100,000 objects), and every
-    # collection is timed: young ones happened while 10,000 messages went through.
+    # collection is timed: at least the full one each freeze makes. (10,000 messages
+    # need not fill the young generation once at its raised threshold.)
     assert samples["amlwatch_gc_frozen_objects"] > 100_000
-    assert samples["amlwatch_gc_pause_seconds_count{generation=0}"] > 0
+    assert samples["amlwatch_gc_pause_seconds_count{generation=2}"] > 0
 
     # A poller can ask for named samples only (prometheus_client's name[] parameter).
     wanted = ["amlwatch_transactions_processed_total", "amlwatch_gc_frozen_objects"]
