@@ -2,7 +2,10 @@
 
 The worker's two case-store writes, called the way ``stream/case_agent.py`` calls them,
 each batch in its own committed transaction: ``store_transactions`` for every validated
-transaction (batches of 500), and the detection ingest for alerts (batches of 200). The
+transaction (batches of 500), and the detection ingest for alerts (batches of 200) and
+for large-value reports (batches of 8, about what one of the worker's batches of 500
+transactions carries on the stream bench's workload: 448 report and 123 alert
+detections over 80 batches; there the ingest's fixed cost a batch dominates). The
 store is a fresh migrated SQLite file and, with ``--database-url``, PostgreSQL in a
 throwaway schema that is dropped afterwards (the database is shared).
 
@@ -13,7 +16,7 @@ Python, and SQLite, which runs in-process; PostgreSQL's server CPU is counted on
 ``machine_busy_seconds``) and rows per wall second.
 
 Run: ``.venv/bin/python bench/case_store_bench.py [--transactions N] [--alerts M]
-[--database-url URL] [--out PATH]``
+[--reports R] [--database-url URL] [--out PATH]``
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from alerts.audit import verify_audit_chain
 from alerts.cases import ingest_detections
 from alerts.database import (
     AlertRow,
+    LargeValueReportRow,
     TransactionRow,
     make_engine,
     new_sqlite_store,
@@ -76,19 +80,21 @@ CNY_PER_UNIT = Decimal("7.1234")
 USD_PER_UNIT = Decimal("1")
 # Mostly high and medium, as the rule pack emits them; critical ones copy compliance.
 SEVERITY_WEIGHTS = {Severity.LOW: 2, Severity.MEDIUM: 4, Severity.HIGH: 3, Severity.CRITICAL: 1}
-PHASES = ("transactions", "transactions_redelivered", "alerts")
+PHASES = ("transactions", "transactions_redelivered", "alerts", "reports")
+REPORT_DETECTOR = "LVT-CASH-CNY"
 
 _Item = TypeVar("_Item")
 
 
 @dataclass(frozen=True)
 class Workload:
-    """What to store: reference data files, transactions and alert detections."""
+    """What to store: reference data files, transactions, alert and report detections."""
 
     customers_csv: Path
     managers_csv: Path
     transactions: list[StoredTransaction]
     alerts: list[Detection]
+    reports: list[Detection]
 
 
 @dataclass(frozen=True)
@@ -163,7 +169,27 @@ def build_workload(args: argparse.Namespace, work_dir: Path) -> Workload:
                 values={"amount": str(tx.amount)},
             )
         )
-    return Workload(customers_csv, managers_csv, transactions, alerts)
+    report_rng = random.Random(f"{args.seed}/reports")
+    reports = []
+    for index in range(args.reports):
+        tx = transactions[report_rng.randrange(len(transactions))].transaction
+        reports.append(
+            Detection(
+                detection_id=f"bench-report-{index}-{tx.tx_id}",
+                detector=REPORT_DETECTOR,
+                detector_version="1",
+                outcome=Outcome.REPORT,
+                severity=Severity.MEDIUM,
+                customer_id=tx.customer_id,
+                trigger_tx_id=tx.tx_id,
+                tx_ids=(tx.tx_id,),
+                reasons=(f"cash at or above the threshold on {tx.tx_id}",),
+                created_at=tx.timestamp,
+                bank_day=tx.timestamp.astimezone(UTC).date(),
+                values={"total": str(tx.amount)},
+            )
+        )
+    return Workload(customers_csv, managers_csv, transactions, alerts, reports)
 
 
 def batches(items: Sequence[_Item], size: int) -> Iterator[Sequence[_Item]]:
@@ -234,8 +260,11 @@ def run_database(
             progress,
         )
         alerts = timed_phase(f"{name}: alerts", workload.alerts, args.alert_batch, ingest, progress)
+        reports = timed_phase(
+            f"{name}: reports", workload.reports, args.report_batch, ingest, progress
+        )
         with sessions() as session:
-            check_store(session, workload, transactions, redelivered, alerts)
+            check_store(session, workload, transactions, redelivered, alerts, reports)
             cases = session.scalar(select(func.count(func.distinct(AlertRow.case_id)))) or 0
     finally:
         engine.dispose()
@@ -248,6 +277,7 @@ def run_database(
             "offered": redelivered_count,
         },
         "alerts": {**alerts.to_dict(), "cases_opened": cases},
+        "reports": reports.to_dict(),
     }
 
 
@@ -257,6 +287,7 @@ def check_store(
     transactions: PhaseFigures,
     redelivered: PhaseFigures,
     alerts: PhaseFigures,
+    reports: PhaseFigures,
 ) -> None:
     """Refuse figures from a run whose writes did not store what they must."""
     stored = session.scalar(select(func.count()).select_from(TransactionRow)) or 0
@@ -270,6 +301,9 @@ def check_store(
     stored_alerts = session.scalar(select(func.count()).select_from(AlertRow)) or 0
     if alerts.rows != len(workload.alerts) or stored_alerts != len(workload.alerts):
         raise BenchError(f"stored {stored_alerts} alerts of {len(workload.alerts)}")
+    stored_reports = session.scalar(select(func.count()).select_from(LargeValueReportRow)) or 0
+    if reports.rows != len(workload.reports) or stored_reports != len(workload.reports):
+        raise BenchError(f"stored {stored_reports} reports of {len(workload.reports)}")
     verdict = verify_audit_chain(session)
     if not verdict.ok:
         raise BenchError(f"the audit chain is broken: {verdict.message}")
@@ -324,6 +358,8 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             "transaction_batch": args.transaction_batch,
             "alerts": len(workload.alerts),
             "alert_batch": args.alert_batch,
+            "reports": len(workload.reports),
+            "report_batch": args.report_batch,
             "customers": args.customers,
             "seed": args.seed,
         },
@@ -336,7 +372,10 @@ def print_summary(document: dict[str, Any]) -> None:
     """One row per database and phase."""
     parameters = document["parameters"]
     table = Table(
-        title=f"{parameters['transactions']:,} transactions, {parameters['alerts']:,} alerts"
+        title=(
+            f"{parameters['transactions']:,} transactions, {parameters['alerts']:,} alerts, "
+            f"{parameters['reports']:,} reports"
+        )
     )
     for column in ("database", "phase", "rows", "wall s", "CPU s", "rows/s", "rows/CPU-s"):
         table.add_column(column, justify="left" if column in ("database", "phase") else "right")
@@ -362,6 +401,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--transaction-batch", type=int, default=500, help="as the worker")
     parser.add_argument("--alerts", type=int, default=2_000)
     parser.add_argument("--alert-batch", type=int, default=200, help="as the worker")
+    parser.add_argument("--reports", type=int, default=2_000)
+    parser.add_argument(
+        "--report-batch", type=int, default=8, help="as the worker's batch of 500 carries"
+    )
     parser.add_argument("--customers", type=int, default=300)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
@@ -372,7 +415,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the JSON")
     args = parser.parse_args(argv)
-    for name in ("transactions", "transaction_batch", "alerts", "alert_batch", "customers"):
+    positive = ("transactions", "transaction_batch", "alerts", "alert_batch", "reports")
+    for name in (*positive, "report_batch", "customers"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     return args

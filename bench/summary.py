@@ -228,6 +228,12 @@ CHECKS = (
         _first_run("transactions", "rows_per_second"),
         "rows/s",
     ),
+    Check(
+        "case_store",
+        "case store, large-value reports ingested a few a batch, as live (SQLite)",
+        _first_run("reports", "rows_per_second"),
+        "rows/s",
+    ),
 )
 
 

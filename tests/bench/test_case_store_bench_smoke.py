@@ -13,7 +13,7 @@ from tests.bench.conftest import REPO_ROOT, run_bench_script
 
 BENCH_SCRIPT = REPO_ROOT / "bench" / "case_store_bench.py"
 POSTGRES_ENV = "AMLWATCH_TEST_POSTGRES_URL"
-PHASES = ("transactions", "transactions_redelivered", "alerts")
+PHASES = ("transactions", "transactions_redelivered", "alerts", "reports")
 FIGURES = (
     "batches",
     "wall_seconds",
@@ -30,7 +30,7 @@ def test_case_store_bench_writes_a_complete_result(tmp_path: Path) -> None:
     """A tiny run exits 0 and writes every phase's figures for each database, positive."""
     out = tmp_path / "results" / "case_store.json"
     args = ["--transactions", "300", "--transaction-batch", "100", "--alerts", "40"]
-    args += ["--alert-batch", "10", "--customers", "30"]
+    args += ["--alert-batch", "10", "--reports", "24", "--report-batch", "8", "--customers", "30"]
     postgres = os.environ.get(POSTGRES_ENV)
     if postgres:
         args += ["--database-url", postgres]
@@ -40,6 +40,7 @@ def test_case_store_bench_writes_a_complete_result(tmp_path: Path) -> None:
     assert {"cpu_count", "python", "sqlalchemy", "sqlite"} <= result["machine"].keys()
     assert result["parameters"]["transactions"] == 300
     assert result["parameters"]["alerts"] == 40
+    assert result["parameters"]["reports"] == 24
     expected = ["sqlite", "postgresql"] if postgres else ["sqlite"]
     assert [run["database"] for run in result["runs"]] == expected
     for run in result["runs"]:
@@ -48,12 +49,14 @@ def test_case_store_bench_writes_a_complete_result(tmp_path: Path) -> None:
         assert run["transactions_redelivered"]["offered"] == 30
         assert run["alerts"]["rows"] == 40
         assert run["alerts"]["cases_opened"] > 0
+        assert run["reports"]["rows"] == 24
+        assert run["reports"]["batches"] == 3
         for phase in PHASES:
             for figure in FIGURES:
                 assert run[phase][figure] > 0, (run["database"], phase, figure)
 
 
-@pytest.mark.parametrize("option", ["--transactions", "--alert-batch"])
+@pytest.mark.parametrize("option", ["--transactions", "--alert-batch", "--report-batch"])
 def test_case_store_bench_refuses_a_count_below_one(option: str) -> None:
     completed = subprocess.run(
         [sys.executable, str(BENCH_SCRIPT), option, "0"],
