@@ -61,7 +61,7 @@ from alerts.database import (
 from alerts.imports import import_customers, import_managers
 from alerts.transactions import StoredTransaction, store_transactions
 from core.detection import Detection, Outcome, Severity
-from core.transaction import transaction_from_mapping
+from core.transaction import Transaction, transaction_from_mapping
 from rules.reference_data import load_calendar
 from stream.simulator import (
     derive_rng,
@@ -150,46 +150,55 @@ def build_workload(args: argparse.Namespace, work_dir: Path) -> Workload:
     alert_rng = random.Random(f"{args.seed}/alerts")
     severities, weights = zip(*SEVERITY_WEIGHTS.items(), strict=True)
     alerts = []
-    for index in range(args.alerts):
-        tx = transactions[alert_rng.randrange(len(transactions))].transaction
-        alerts.append(
-            Detection(
-                detection_id=f"bench-{index}-{tx.tx_id}",
-                detector="structuring",
-                detector_version="1",
-                outcome=Outcome.ALERT,
-                severity=alert_rng.choices(severities, weights)[0],
-                customer_id=tx.customer_id,
-                trigger_tx_id=tx.tx_id,
-                tx_ids=(tx.tx_id,),
-                reasons=(f"structuring below the threshold on {tx.tx_id}",),
-                created_at=tx.timestamp,
-                bank_day=tx.timestamp.astimezone(UTC).date(),
-                score=round(alert_rng.random(), 4),
-                values={"amount": str(tx.amount)},
-            )
-        )
+    for index, tx in _picked(alert_rng, transactions, args.alerts):
+        severity = alert_rng.choices(severities, weights)[0]
+        score = round(alert_rng.random(), 4)
+        alerts.append(_detection_on(tx, f"bench-{index}-{tx.tx_id}", severity, score=score))
     report_rng = random.Random(f"{args.seed}/reports")
-    reports = []
-    for index in range(args.reports):
-        tx = transactions[report_rng.randrange(len(transactions))].transaction
-        reports.append(
-            Detection(
-                detection_id=f"bench-report-{index}-{tx.tx_id}",
-                detector=REPORT_DETECTOR,
-                detector_version="1",
-                outcome=Outcome.REPORT,
-                severity=Severity.MEDIUM,
-                customer_id=tx.customer_id,
-                trigger_tx_id=tx.tx_id,
-                tx_ids=(tx.tx_id,),
-                reasons=(f"cash at or above the threshold on {tx.tx_id}",),
-                created_at=tx.timestamp,
-                bank_day=tx.timestamp.astimezone(UTC).date(),
-                values={"total": str(tx.amount)},
-            )
-        )
+    reports = [
+        _detection_on(tx, f"bench-report-{index}-{tx.tx_id}", Severity.MEDIUM, report=True)
+        for index, tx in _picked(report_rng, transactions, args.reports)
+    ]
     return Workload(customers_csv, managers_csv, transactions, alerts, reports)
+
+
+def _picked(
+    rng: random.Random, transactions: Sequence[StoredTransaction], count: int
+) -> Iterator[tuple[int, Transaction]]:
+    """``count`` transactions drawn from ``transactions``, numbered."""
+    for index in range(count):
+        yield index, transactions[rng.randrange(len(transactions))].transaction
+
+
+def _detection_on(
+    tx: Transaction,
+    detection_id: str,
+    severity: Severity,
+    *,
+    score: float = 1.0,
+    report: bool = False,
+) -> Detection:
+    """A detection triggered by ``tx`` alone: a structuring alert, or a large-value cash
+    report."""
+    return Detection(
+        detection_id=detection_id,
+        detector=REPORT_DETECTOR if report else "structuring",
+        detector_version="1",
+        outcome=Outcome.REPORT if report else Outcome.ALERT,
+        severity=severity,
+        customer_id=tx.customer_id,
+        trigger_tx_id=tx.tx_id,
+        tx_ids=(tx.tx_id,),
+        reasons=(
+            f"cash at or above the threshold on {tx.tx_id}"
+            if report
+            else f"structuring below the threshold on {tx.tx_id}",
+        ),
+        created_at=tx.timestamp,
+        bank_day=tx.timestamp.astimezone(UTC).date(),
+        score=score,
+        values={"total" if report else "amount": str(tx.amount)},
+    )
 
 
 def batches(items: Sequence[_Item], size: int) -> Iterator[Sequence[_Item]]:
