@@ -424,8 +424,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the JSON")
     args = parser.parse_args(argv)
-    positive = ("transactions", "transaction_batch", "alerts", "alert_batch", "reports")
-    for name in (*positive, "report_batch", "customers"):
+    for name in (
+        "transactions",
+        "transaction_batch",
+        "alerts",
+        "alert_batch",
+        "reports",
+        "report_batch",
+        "customers",
+    ):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     return args

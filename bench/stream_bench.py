@@ -676,16 +676,21 @@ def measure(
     consumers = [psutil.Process(process.pid) for process in processes]
 
     def sample(counts: Counts) -> _Sample:
+        # The CPU by thread only where the window can open or close: each reading is a
+        # /metrics request, whose cost the worker's own CPU would count.
+        opening = counts.received > 0 and (not samples or samples[-1].counts.received == 0)
+        closing = counts.processed >= total
         return _Sample(
             at=time.monotonic(),
             cpu=sum(process_cpu_seconds(consumer) for consumer in consumers),
             broker_cpu=process_cpu_seconds(broker_process),
             machine_busy=machine_busy_seconds(),
             counts=counts,
-            threads=None if read_threads is None or not counts.received else read_threads(),
+            threads=read_threads() if read_threads and (opening or closing) else None,
         )
 
-    samples = [sample(Counts(0, 0))]
+    samples: list[_Sample] = []
+    samples.append(sample(Counts(0, 0)))
     started = last_change = samples[0].at
     while True:
         for process in processes:

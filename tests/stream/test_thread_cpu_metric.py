@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from stream.metrics import OTHER_THREADS, THREAD_CPU_METRIC, StreamMetrics
 
@@ -18,14 +18,12 @@ SERIES = f"{THREAD_CPU_METRIC}_total"
 def _scrape(registry: CollectorRegistry) -> dict[str, float]:
     """The thread CPU series by thread label, read through a restricted registry as the
     worker's /metrics?name[]=... does."""
-    text = generate_latest(registry.restricted_registry([SERIES])).decode()
-    prefix = f'{SERIES}{{thread="'
-    found = {}
-    for line in text.splitlines():
-        if line.startswith(prefix):
-            series, _, value = line.rpartition(" ")
-            found[series[len(prefix) : -2]] = float(value)
-    return found
+    return {
+        sample.labels["thread"]: sample.value
+        for metric in registry.restricted_registry([SERIES]).collect()
+        for sample in metric.samples
+        if sample.name == SERIES
+    }
 
 
 def _burn(cpu_seconds: float, started: threading.Event, release: threading.Event) -> None:
