@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, TextIO
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from alerts.actors import Actor
@@ -35,6 +36,8 @@ GENESIS_HASH = "0" * 64
 _HEAD_ID = 1
 # session.info key: (the transaction that took the chain lock, the head it read).
 _LOCKED_HEAD = "amlwatch.audit.locked_head"
+# session.info key: the rows appended inside :func:`appends_in_one_insert`, not yet written.
+_PENDING_ROWS = "amlwatch.audit.pending_rows"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +101,11 @@ def record_event(
 
     The row is written at the session's next flush, together with the events appended
     before it: a batch of appends costs one insert and one head update, not two each.
+    Inside :func:`appends_in_one_insert` it is written when that block ends instead.
     """
     head = _locked_head(session)
-    row = AuditEventRow(
-        seq=head.seq + 1,
+    event = _chained(
+        head,
         at=at.astimezone(UTC),
         actor=actor,
         role=role,
@@ -109,13 +113,34 @@ def record_event(
         target=target,
         before=_plain(before),
         after=_plain(after),
-        prev_hash=head.hash,
-        hash="",
     )
-    row.hash = event_hash(row)
-    session.add(row)
-    head.seq, head.hash = row.seq, row.hash
-    return audit_event(row)
+    pending: list[dict[str, Any]] | None = session.info.get(_PENDING_ROWS)
+    if pending is None:
+        session.add(AuditEventRow(**_row_values(event)))
+    else:
+        pending.append(_row_values(event))
+    head.seq, head.hash = event.seq, event.hash
+    return event
+
+
+@contextmanager
+def appends_in_one_insert(session: Session) -> Iterator[None]:
+    """Write the events appended inside the block with one insert statement as it ends.
+
+    For a batch that appends many events: an ORM object each, flushed through the unit
+    of work, cost about as much as the rows the events are about. An exception inside
+    drops the block's events with it (the caller's savepoint or transaction rolls back).
+    """
+    if _PENDING_ROWS in session.info:
+        raise RuntimeError("appends_in_one_insert blocks do not nest")
+    pending: list[dict[str, Any]] = []
+    session.info[_PENDING_ROWS] = pending
+    try:
+        yield
+    finally:
+        del session.info[_PENDING_ROWS]
+    if pending:
+        session.connection().execute(_INSERT_EVENTS, pending)
 
 
 def audit_case_event(
@@ -150,19 +175,86 @@ def case_ref(case_id: int) -> str:
 
 def event_hash(row: AuditEventRow) -> str:
     """SHA-256 of the event's canonical JSON form (which includes the previous hash)."""
+    return _hash_of(
+        seq=row.seq,
+        at=row.at,
+        actor=row.actor,
+        role=row.role,
+        action=row.action,
+        target=row.target,
+        before=row.before,
+        after=row.after,
+        prev_hash=row.prev_hash,
+    )
+
+
+def _hash_of(
+    *,
+    seq: int,
+    at: datetime,
+    actor: str,
+    role: str,
+    action: str,
+    target: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    prev_hash: str,
+) -> str:
     canonical = {
-        "seq": row.seq,
-        "at": row.at.astimezone(UTC).isoformat(),
-        "actor": row.actor,
-        "role": row.role,
-        "action": row.action,
-        "target": row.target,
-        "before": row.before,
-        "after": row.after,
-        "prev_hash": row.prev_hash,
+        "seq": seq,
+        "at": at.astimezone(UTC).isoformat(),
+        "actor": actor,
+        "role": role,
+        "action": action,
+        "target": target,
+        "before": before,
+        "after": after,
+        "prev_hash": prev_hash,
     }
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _chained(
+    head: AuditChainHeadRow,
+    *,
+    at: datetime,
+    actor: str,
+    role: str,
+    action: str,
+    target: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+) -> AuditEvent:
+    """The event that follows ``head``, hashed."""
+    seq, prev_hash = head.seq + 1, head.hash
+    digest = _hash_of(
+        seq=seq,
+        at=at,
+        actor=actor,
+        role=role,
+        action=action,
+        target=target,
+        before=before,
+        after=after,
+        prev_hash=prev_hash,
+    )
+    return AuditEvent(seq, at, actor, role, action, target, before, after, prev_hash, digest)
+
+
+def _row_values(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "seq": event.seq,
+        "at": event.at,
+        "actor": event.actor,
+        "role": event.role,
+        "action": event.action,
+        "target": event.target,
+        "before": event.before,
+        "after": event.after,
+        "prev_hash": event.prev_hash,
+        "hash": event.hash,
+    }
 
 
 def verify_audit_chain(session: Session) -> ChainVerification:
@@ -209,6 +301,8 @@ def export_audit(session: Session, *, start: datetime, end: datetime, out: TextI
         written += 1
     return written
 
+
+_INSERT_EVENTS = insert(AuditEventRow.metadata.tables[AuditEventRow.__tablename__])
 
 # populate_existing: a head cached by an earlier transaction of this session is stale.
 # Built once: every write to the case store starts with it.
@@ -276,6 +370,7 @@ __all__ = [
     "GENESIS_HASH",
     "AuditEvent",
     "ChainVerification",
+    "appends_in_one_insert",
     "audit_case_event",
     "audit_event",
     "case_ref",

@@ -18,13 +18,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from functools import partial
+from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from alerts.actors import SYSTEM_ACTOR, Actor, Role, require_role
-from alerts.audit import AuditEvent, audit_case_event, case_ref, lock_chain, record_event
+from alerts.audit import (
+    AuditEvent,
+    appends_in_one_insert,
+    audit_case_event,
+    case_ref,
+    lock_chain,
+    record_event,
+)
 from alerts.database import AlertRow, CaseRow, LargeValueReportRow, NoteRow
 from alerts.routing import (
     COMPLIANCE_QUEUE,
@@ -300,13 +308,15 @@ def list_cases(
 def _ingest(
     session: Session, detections: Sequence[Detection], *, now: datetime, calendar: WorkingCalendar
 ) -> list[IngestResult]:
-    # Rows are added in order and flushed together (new cases first, the ORM fills in
-    # their ids); the audit events are then appended in the order of the changes, once
-    # the rows they name have ids.
+    # Cases and alerts are added in order and flushed together (new cases first, the
+    # ORM fills in their ids); report records, most of a worker's detections, go in with
+    # one insert statement; the audit events are then appended in the order of the
+    # changes, once the rows they name have ids, and written with one more.
     stored = _stored_before(session, detections)
     alert_customers = {d.customer_id for d in detections if d.outcome is not Outcome.REPORT}
     open_cases = _open_cases(session, alert_customers)
     routing_rows = prefetch_routing(session, customer_ids=alert_customers - open_cases.keys())
+    new_reports: list[_NewReport] = []
     audit: list[Callable[[], AuditEvent]] = []
     outcomes: list[Callable[[], IngestResult]] = []
     for detection in detections:
@@ -315,7 +325,9 @@ def _ingest(
             outcomes.append(earlier)
             continue
         if detection.outcome is Outcome.REPORT:
-            report = _add_report(session, detection, now=now, calendar=calendar, audit=audit)
+            report = _new_report(detection, now=now, calendar=calendar)
+            new_reports.append(report)
+            audit.append(partial(_audit_report, session, report, detection, now=now))
             outcomes.append(partial(_report_result, report, duplicate=False))
             stored[detection.detection_id] = partial(_report_result, report, duplicate=True)
         else:
@@ -329,8 +341,10 @@ def _ingest(
     # Held until routing is done: the session keeps unchanged rows only while referenced.
     del routing_rows
     session.flush()
-    for append in audit:
-        append()
+    _insert_reports(session, new_reports)
+    with appends_in_one_insert(session):
+        for append in audit:
+            append()
     return [outcome() for outcome in outcomes]
 
 
@@ -342,6 +356,12 @@ _REPORTS_STORED = select(LargeValueReportRow.detection_id, LargeValueReportRow.i
 )
 _ALERTS_STORED = select(AlertRow.detection_id, AlertRow.case_id, AlertRow.assignee_id).where(
     AlertRow.detection_id.in_(bindparam("detection_ids", expanding=True))
+)
+_REPORTS_TABLE = LargeValueReportRow.metadata.tables[LargeValueReportRow.__tablename__]
+# RETURNING in the order of the rows would cost a statement a row on SQLite; the rows
+# come back in any order, with the detection id to match them by.
+_INSERT_REPORTS = insert(_REPORTS_TABLE).returning(
+    _REPORTS_TABLE.c.detection_id, _REPORTS_TABLE.c.id
 )
 _OPEN_CASES = (
     select(CaseRow)
@@ -394,7 +414,7 @@ def _open_cases(session: Session, customer_ids: Collection[str]) -> dict[str, Ca
     return {case.customer_id: case for case in cases}
 
 
-def _report_result(report: LargeValueReportRow, *, duplicate: bool) -> IngestResult:
+def _report_result(report: _NewReport, *, duplicate: bool) -> IngestResult:
     return IngestResult(None, report.id, False, False, duplicate, None)
 
 
@@ -403,35 +423,47 @@ def _alert_result(alert: AlertRow, *, joined: bool, duplicate: bool) -> IngestRe
     return IngestResult(alert.case_id, None, created, joined, duplicate, alert.assignee_id)
 
 
-def _add_report(
-    session: Session,
-    detection: Detection,
-    *,
-    now: datetime,
-    calendar: WorkingCalendar,
-    audit: list[Callable[[], AuditEvent]],
-) -> LargeValueReportRow:
-    report = LargeValueReportRow(
-        detection_id=detection.detection_id,
-        customer_id=detection.customer_id,
-        detector=detection.detector,
-        detector_version=detection.detector_version,
-        trigger_tx_id=detection.trigger_tx_id,
-        tx_ids=list(detection.tx_ids),
-        values=dict(detection.values),
-        bank_day=detection.bank_day,
-        deadline=calendar.add_working_days(detection.bank_day, LARGE_VALUE_REPORT_WORKING_DAYS),
-        status="pending",
-        created_at=detection.created_at,
-        received_at=now,
+@dataclass(slots=True)
+class _NewReport:
+    """A large-value report record of the batch: its column values, and its id once inserted."""
+
+    values: dict[str, Any]
+    id: int = 0
+
+
+def _new_report(detection: Detection, *, now: datetime, calendar: WorkingCalendar) -> _NewReport:
+    return _NewReport(
+        {
+            "detection_id": detection.detection_id,
+            "customer_id": detection.customer_id,
+            "detector": detection.detector,
+            "detector_version": detection.detector_version,
+            "trigger_tx_id": detection.trigger_tx_id,
+            "tx_ids": list(detection.tx_ids),
+            "values": dict(detection.values),
+            "bank_day": detection.bank_day,
+            "deadline": calendar.add_working_days(
+                detection.bank_day, LARGE_VALUE_REPORT_WORKING_DAYS
+            ),
+            "status": "pending",
+            "created_at": detection.created_at,
+            "received_at": now,
+        }
     )
-    session.add(report)
-    audit.append(partial(_audit_report, session, report, detection, now=now))
-    return report
+
+
+def _insert_reports(session: Session, reports: Sequence[_NewReport]) -> None:
+    """Insert the batch's report records with one statement; each learns its id."""
+    if not reports:
+        return
+    inserted = session.connection().execute(_INSERT_REPORTS, [r.values for r in reports])
+    ids = {detection_id: report_id for detection_id, report_id in inserted}
+    for report in reports:
+        report.id = ids[report.values["detection_id"]]
 
 
 def _audit_report(
-    session: Session, report: LargeValueReportRow, detection: Detection, *, now: datetime
+    session: Session, report: _NewReport, detection: Detection, *, now: datetime
 ) -> AuditEvent:
     return record_event(
         session,
@@ -443,7 +475,7 @@ def _audit_report(
         after={
             "detection_id": detection.detection_id,
             "customer_id": detection.customer_id,
-            "deadline": report.deadline,
+            "deadline": report.values["deadline"],
         },
         at=now,
     )

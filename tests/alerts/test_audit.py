@@ -10,7 +10,13 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from alerts.audit import GENESIS_HASH, export_audit, record_event, verify_audit_chain
+from alerts.audit import (
+    GENESIS_HASH,
+    appends_in_one_insert,
+    export_audit,
+    record_event,
+    verify_audit_chain,
+)
 from tests.alerts.conftest import T0
 
 
@@ -123,3 +129,37 @@ def test_events_after_a_rolled_back_savepoint_continue_the_chain(
     assert verdict.ok and verdict.count == 7
     targets = session.scalars(text("SELECT target FROM audit_events WHERE seq > 5 ORDER BY seq"))
     assert list(targets) == ["kept 6", "kept 7"]
+
+
+def test_events_appended_in_one_insert_chain_on_from_the_rest(
+    session: Session, five_events: None
+) -> None:
+    def append(target: str) -> None:
+        record_event(
+            session, actor="u", role="admin", action="x", target=target, before=None,
+            after={"n": target}, at=T0,
+        )  # fmt: skip
+
+    with appends_in_one_insert(session):
+        append("batched 6")
+        append("batched 7")
+        # Not written yet: the block writes them as it ends.
+        assert session.scalar(text("SELECT count(*) FROM audit_events")) == 5
+    append("single 8")
+    with pytest.raises(RuntimeError), session.begin_nested(), appends_in_one_insert(session):
+        append("undone 9")
+        raise RuntimeError("the batch is refused")
+    with appends_in_one_insert(session):
+        append("batched 9")
+    session.commit()
+
+    verdict = verify_audit_chain(session)
+    assert verdict.ok and verdict.count == 9
+    targets = session.scalars(text("SELECT target FROM audit_events WHERE seq > 5 ORDER BY seq"))
+    assert list(targets) == ["batched 6", "batched 7", "single 8", "batched 9"]
+
+
+def test_blocks_of_appends_in_one_insert_do_not_nest(session: Session) -> None:
+    outer = appends_in_one_insert(session)
+    with outer, pytest.raises(RuntimeError, match="do not nest"), appends_in_one_insert(session):
+        pass

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
@@ -44,6 +44,8 @@ FIRST_BATCH = [
     detection("C0003", "t5", outcome=Outcome.REPORT, detector="large_cash"),
     detection("C0003", "t5", outcome=Outcome.REPORT, detector="large_cash"),
     detection("C0003", "t6", severity=Severity.CRITICAL),  # opens with compliance copied
+    detection("C0002", "t7", outcome=Outcome.REPORT, detector="large_cash"),
+    detection("C0001", "t8", outcome=Outcome.REPORT, detector="large_cash"),
 ]
 SECOND_BATCH = [
     detection("C0001", "t1"),  # stored by the first batch
@@ -140,12 +142,49 @@ def test_a_batch_reports_each_outcome_in_order(
         (False, False, False),
         (False, False, True),
         (True, False, False),
+        (False, False, False),
+        (False, False, False),
     ]
     assert [r.routed_to for r in first[:5]] == ["M1", "M1", "M1", "S1", None]
     assert first[6].report_id is not None and first[7].report_id == first[6].report_id
+    # Each report learns its own record's id, in the order of the batch.
+    triggers = [
+        session.scalar(
+            select(LargeValueReportRow.trigger_tx_id).where(
+                LargeValueReportRow.id == first[i].report_id
+            )
+        )
+        for i in (6, 9, 10)
+    ]
+    assert triggers == ["t5", "t7", "t8"]
     assert [r.duplicate for r in again] == [True, True, False]
     assert again[0].case_id == first[0].case_id and again[2].case_id == first[3].case_id
     assert again[2].joined
+
+
+def test_a_batch_inserts_its_reports_and_its_audit_events_with_one_statement_each(
+    session: Session, tmp_path: Path, calendar: WorkingCalendar
+) -> None:
+    with_reference(session, tmp_path / "reference")
+    events_before = verify_audit_chain(session).count
+    inserted_into: list[str] = []
+
+    def note_insert(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("INSERT INTO"):
+            inserted_into.append(statement.split()[2].rpartition(".")[2])
+
+    engine = session.get_bind()
+    event.listen(engine, "before_cursor_execute", note_insert)
+    try:
+        as_a_batch(session, FIRST_BATCH, calendar)
+    finally:
+        event.remove(engine, "before_cursor_execute", note_insert)
+
+    assert inserted_into.count("large_value_reports") == 1
+    assert inserted_into.count("audit_events") == 1
+    verdict = verify_audit_chain(session)
+    # At least one event for each of the nine detections that are not repeats.
+    assert verdict.ok and verdict.count - events_before >= 9
 
 
 def test_an_empty_batch_stores_nothing(session: Session, calendar: WorkingCalendar) -> None:
