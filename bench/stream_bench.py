@@ -130,9 +130,9 @@ LIVE_START = date(2026, 3, 2)
 BENCH_ACTOR = Actor("stream-bench", Role.ADMIN)
 # The in-process replay (see in_process_work): batches about as large as the pipeline's
 # on this stream (mean 347-416 in the recorded runs), and a flush of the changed records
-# every seven of them, as the worker's 0.5 s flush comes at about 6,000 tx/s.
+# every fifteen of them, as the worker's 1 s flush comes at about 6,000 tx/s.
 IN_PROCESS_BATCH = 400
-IN_PROCESS_FLUSH_EVERY = 7
+IN_PROCESS_FLUSH_EVERY = 15
 # After the last transaction is processed, the case agents still store the last alerts.
 ALERTS_SETTLE_TIMEOUT_SECONDS = 60.0
 

@@ -20,7 +20,8 @@ Data path::
               has one), in one database transaction: a case is stored with the batch
               that raised it, not one broker hop later
            the batch's changed records -> staged; encoded into the table and its
-              changelog by the next flush (every RECORD_FLUSH_SECONDS at most)
+              changelog by the next flush (every RECORD_FLUSH_SECONDS at most, sooner
+              once the stream is quiet)
 
 A customer's transactions must meet the customer's table entry on one worker. A
 producer that keys by customer_id with Kafka's default partitioner (murmur2) puts them
@@ -67,7 +68,7 @@ from rules.engine import ProcessResult, RuleEngine
 from rules.reference_data import RateTable
 from stream.batch_detection import BatchDetection
 from stream.customer_table import (
-    RECORD_FLUSH_SECONDS,
+    RECORD_FLUSH_QUIET_SECONDS,
     RECORD_FLUSH_STAGES,
     ChangelogBatches,
     CustomerTable,
@@ -694,10 +695,11 @@ async def _emit(
 def _register_timers(built: AmlwatchApp) -> None:
     app = built.faust_app
 
-    @app.timer(interval=RECORD_FLUSH_SECONDS / 4)
+    @app.timer(interval=RECORD_FLUSH_QUIET_SECONDS)
     async def flush_staged_records() -> None:
         # The flush of a quiet stream's last batches, and of those waited for by a
-        # rebalance (Faust waits until every message taken is acknowledged).
+        # rebalance (Faust waits until every message taken is acknowledged); a busy
+        # stream's batches flush when one is staged past its time or count.
         table = built.customer_table
         if table.flush_due():
             async with built.batch_lock:

@@ -25,9 +25,12 @@ from stream.partitioning import partition_of
 CHANGELOG_BATCH_BYTES = 1024 * 1024
 # Changed records are encoded once per flush, not once per batch (see CustomerTable): a
 # flush is due this long after the first record staged into it, or after this many
-# stage calls (batches). The staged batches' input waits for it.
-RECORD_FLUSH_SECONDS = 0.5
-RECORD_FLUSH_STAGES = 16
+# stage calls (batches), or once no batch has staged anything for RECORD_FLUSH_QUIET_SECONDS
+# (a stream gone quiet, a backlog's end: nothing more to gather). The staged batches'
+# input waits for it.
+RECORD_FLUSH_SECONDS = 1.0
+RECORD_FLUSH_STAGES = 32
+RECORD_FLUSH_QUIET_SECONDS = 0.1
 
 
 class ChangelogBatches:
@@ -267,6 +270,7 @@ class CustomerTable:
         decoded_kept: int = DEFAULT_DECODED_RECORDS_KEPT,
         flush_after_seconds: float = RECORD_FLUSH_SECONDS,
         flush_after_stages: int = RECORD_FLUSH_STAGES,
+        flush_when_quiet_for: float = RECORD_FLUSH_QUIET_SECONDS,
     ) -> None:
         self.table = table
         # The store's own dict, replaced by one that keeps its size (see SizedValues).
@@ -277,6 +281,7 @@ class CustomerTable:
         self.decoded_kept = decoded_kept
         self.flush_after_seconds = flush_after_seconds
         self.flush_after_stages = flush_after_stages
+        self.flush_when_quiet_for = flush_when_quiet_for
         self._decoded: OrderedDict[str, tuple[bytes, CustomerRecord]] = OrderedDict()
         self._staged: dict[str, CustomerRecord] = {}
         # The deliveries of what the staged batches sent: written before their records.
@@ -284,6 +289,7 @@ class CustomerTable:
         # Done when the staged records are in the changelog; made by the first stage.
         self._staged_stored: asyncio.Future[None] | None = None
         self._staged_since = 0.0  # monotonic time of the first stage since the last flush
+        self._staged_last = 0.0  # monotonic time of the last stage
         self._stages = 0  # stage calls since the last flush
 
     def get(self, customer_id: str) -> CustomerRecord | None:
@@ -315,15 +321,20 @@ class CustomerTable:
         self._staged.update(records)
         self._staged_after += after
         self._stages += 1
+        self._staged_last = time.monotonic()
         # Shielded: one caller giving up must not cancel what the others wait for.
         return asyncio.shield(self._staged_stored)
 
     def flush_due(self) -> bool:
-        """Whether records were staged ``flush_after_seconds`` ago or in
-        ``flush_after_stages`` calls."""
-        return self._staged_stored is not None and (
+        """Whether records were staged ``flush_after_seconds`` ago, or in
+        ``flush_after_stages`` calls, or none for ``flush_when_quiet_for``."""
+        if self._staged_stored is None:
+            return False
+        now = time.monotonic()
+        return (
             self._stages >= self.flush_after_stages
-            or time.monotonic() - self._staged_since >= self.flush_after_seconds
+            or now - self._staged_since >= self.flush_after_seconds
+            or now - self._staged_last >= self.flush_when_quiet_for
         )
 
     def flush(self) -> None:

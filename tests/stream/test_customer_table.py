@@ -31,6 +31,7 @@ def table_holding(
     decoded_kept: int,
     flush_after_seconds: float = 3600.0,
     flush_after_stages: int = 1,
+    flush_when_quiet_for: float = 3600.0,
 ) -> CustomerTable:
     app = faust.App("customer-table-test", store="memory://")
     faust_table = faust.Table(app, name="state", key_type=bytes, value_type=bytes)
@@ -46,6 +47,7 @@ def table_holding(
         decoded_kept=decoded_kept,
         flush_after_seconds=flush_after_seconds,
         flush_after_stages=flush_after_stages,
+        flush_when_quiet_for=flush_when_quiet_for,
     )
 
 
@@ -166,9 +168,10 @@ def test_a_staged_record_is_read_back_until_flushed_even_beyond_the_decoded_ones
     asyncio.run(scenario())
 
 
-def test_flush_is_due_after_its_time_or_its_number_of_stages() -> None:
+def test_flush_is_due_after_its_time_or_its_number_of_stages_or_once_quiet() -> None:
     by_stages = table_holding({}, decoded_kept=10, flush_after_seconds=3600.0, flush_after_stages=3)
     by_time = table_holding({}, decoded_kept=10, flush_after_seconds=0.05, flush_after_stages=100)
+    by_quiet = table_holding({}, decoded_kept=10, flush_after_stages=100, flush_when_quiet_for=0.5)
 
     async def scenario() -> list[bool]:
         due = [by_stages.flush_due(), by_time.flush_due()]
@@ -184,6 +187,19 @@ def test_flush_is_due_after_its_time_or_its_number_of_stages() -> None:
         return due
 
     assert asyncio.run(scenario()) == [False, False, False, False, True, False, True]
+
+    async def quiet() -> list[bool]:
+        due = [by_quiet.flush_due()]
+        for n in range(4):
+            # Batches staged closer together than the quiet time: not due however long.
+            by_quiet.stage({f"C{n}": CustomerRecord.new(TZ)})
+            await asyncio.sleep(0.05)
+            due.append(by_quiet.flush_due())
+        await asyncio.sleep(0.5)
+        due.append(by_quiet.flush_due())
+        return due
+
+    assert asyncio.run(quiet()) == [False, False, False, False, False, True]
 
 
 def test_abandoned_records_fail_their_batches_and_are_read_again_from_the_table() -> None:
