@@ -90,25 +90,6 @@ def _last_window_p99(document: dict[str, Any]) -> float | None:
     return _get("p99")(windows[-1])
 
 
-# How far the bare agent's second run may differ from its first (by wall rate) for the
-# pipeline's ratio to their mean to count: beyond it, the host's speed changed during
-# the stream bench and the ratio says more about the host than about the code (session
-# 20 saw 8,439 then 10,896 tx/s, a ratio of 0.52 that the code had not earned).
-BARE_AGENT_DRIFT_ALLOWED = 1.2
-
-
-def _steady_bare_agent(drift_key: str) -> Callable[[dict[str, Any]], bool]:
-    """Whether the bare runs before and after the pipeline agree within the allowed
-    drift, ``drift_key`` (by wall rate or per CPU-second) telling how far they differ (a
-    result without the figure is taken as it is)."""
-
-    def steady(document: dict[str, Any]) -> bool:
-        drift = _get(drift_key)(document)
-        return drift is None or 1 / BARE_AGENT_DRIFT_ALLOWED <= drift <= BARE_AGENT_DRIFT_ALLOWED
-
-    return steady
-
-
 CHECKS = (
     Check(
         "stream",
@@ -117,26 +98,25 @@ CHECKS = (
         "tx/s",
         (">=", 3000),
     ),
+    # Against the faster of the two bare runs around the pipeline's, not their mean: a
+    # host that sped up or slowed down between them, or a bare run that waited on the
+    # broker (by wall, one was seen reading at 12,000 a second, the next at 17,000, with
+    # the same CPU a message), then cannot flatter the ratio. The issue counts Faust's
+    # ceiling and the naive pipeline in messages per CPU-second; on a pinned core that
+    # is the throughput the CPU allows. See bench/README.md.
     Check(
         "stream",
-        "pipeline / bare Faust agent (wall rate)",
-        _get("ratio_pipeline_to_bare", "messages_per_second"),
+        "pipeline / the faster bare Faust agent run (wall rate)",
+        _get("ratio_pipeline_to_faster_bare", "messages_per_second"),
         "ratio",
         (">=", 0.5),
-        condition=_steady_bare_agent("bare_agent_drift"),
-        condition_note="with the bare runs around it within 20% of each other",
     ),
-    # The issue counts Faust's ceiling and the naive pipeline in messages per
-    # CPU-second; on a pinned core that is the throughput the CPU allows, whether or not
-    # the bare agent also waited on the broker (see bench/README.md).
     Check(
         "stream",
-        "pipeline / bare Faust agent (per CPU-second)",
-        _get("ratio_pipeline_to_bare", "messages_per_cpu_second"),
+        "pipeline / the faster bare Faust agent run (per CPU-second)",
+        _get("ratio_pipeline_to_faster_bare", "messages_per_cpu_second"),
         "ratio",
         (">=", 0.5),
-        condition=_steady_bare_agent("bare_agent_cpu_drift"),
-        condition_note="with the bare runs' CPU a message within 20% of each other",
     ),
     Check(
         "stream",

@@ -58,6 +58,11 @@ def test_stream_bench_writes_a_complete_result(tmp_path: Path) -> None:
         # To the mean of the two bare runs around the pipeline's (4 decimals kept).
         bare = (result["bare_agent"][key] + result["bare_agent_after"][key]) / 2
         assert ratio[key] == pytest.approx(result["pipeline"][key] / bare, abs=1e-4)
+    faster_ratio = result["ratio_pipeline_to_faster_bare"]
+    for key in ("messages_per_second", "messages_per_cpu_second"):
+        faster = max(result["bare_agent"][key], result["bare_agent_after"][key])
+        assert faster_ratio[key] == pytest.approx(result["pipeline"][key] / faster, abs=1e-4)
+        assert faster_ratio[key] <= ratio[key]
     eager_ratio = result["ratio_pipeline_to_eager_bare"]["messages_per_cpu_second"]
     assert eager_ratio == pytest.approx(
         result["pipeline"]["messages_per_cpu_second"]

@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SUMMARY_SCRIPT = REPO_ROOT / "bench" / "summary.py"
 
@@ -44,7 +42,10 @@ def test_summary_marks_targets_met_and_missing_results(tmp_path: Path) -> None:
             "timestamp": "2026-11-29T00:00:00+00:00",
             "machine": {"cpu_count": 2, "python": "3.11"},
             "pipeline": {"messages_per_second": 3500.0},
-            "ratio_pipeline_to_bare": {"messages_per_second": 0.4, "messages_per_cpu_second": 0.6},
+            "ratio_pipeline_to_faster_bare": {
+                "messages_per_second": 0.4,
+                "messages_per_cpu_second": 0.6,
+            },
         },
     )
     _write(tmp_path, "memory", {"table": {"bytes_per_customer": 900.0}, "rss_bytes": {}})
@@ -60,8 +61,8 @@ def test_summary_marks_targets_met_and_missing_results(tmp_path: Path) -> None:
     assert rows["full pipeline, one worker on one core"].endswith(
         "| 3,500 tx/s | yes | 2026-11-29 |"
     )
-    assert "| 0.40 | no |" in rows["pipeline / bare Faust agent (wall rate)"]
-    assert "| 0.60 | yes |" in rows["pipeline / bare Faust agent (per CPU-second)"]
+    assert "| 0.40 | no |" in rows["pipeline / the faster bare Faust agent run (wall rate)"]
+    assert "| 0.60 | yes |" in rows["pipeline / the faster bare Faust agent run (per CPU-second)"]
     assert "| 900 bytes | yes |" in rows["customer table, encoded bytes per customer"]
     assert "| 0.100 s | no |" in rows["alert stored as a case, p99 latency"]
     assert "| not run |" in rows["2 workers / 1 worker, 4 partitions"]
@@ -72,43 +73,22 @@ def test_summary_marks_targets_met_and_missing_results(tmp_path: Path) -> None:
     assert any(line.startswith("Machine: 2 CPUs") for line in lines)
 
 
-@pytest.mark.parametrize(
-    ("drift", "met"), [(1.05, "yes"), (0.9, "yes"), (1.29, "no"), (0.75, "no")]
-)
-@pytest.mark.parametrize(
-    ("drift_key", "row", "other_row"),
-    [
-        (
-            "bare_agent_drift",
-            "pipeline / bare Faust agent (wall rate)",
-            "pipeline / bare Faust agent (per CPU-second)",
-        ),
-        (
-            "bare_agent_cpu_drift",
-            "pipeline / bare Faust agent (per CPU-second)",
-            "pipeline / bare Faust agent (wall rate)",
-        ),
-    ],
-)
-def test_each_ratio_counts_only_when_the_bare_runs_agree_by_its_own_measure(
-    tmp_path: Path, drift: float, met: str, drift_key: str, row: str, other_row: str
-) -> None:
+def test_the_ratios_are_held_against_the_faster_bare_run_not_the_mean(tmp_path: Path) -> None:
     _write(
         tmp_path,
         "stream",
         {
-            "timestamp": "2026-11-30T00:00:00+00:00",
+            "timestamp": "2026-12-01T00:00:00+00:00",
             "pipeline": {"messages_per_second": 5000.0},
-            "bare_agent_drift": 1.0,
-            "bare_agent_cpu_drift": 1.0,
-            drift_key: drift,
-            "ratio_pipeline_to_bare": {
-                "messages_per_second": 0.52,
+            # The mean of two bare runs far apart would meet the target on both counts.
+            "ratio_pipeline_to_bare": {"messages_per_second": 0.6, "messages_per_cpu_second": 0.6},
+            "ratio_pipeline_to_faster_bare": {
+                "messages_per_second": 0.48,
                 "messages_per_cpu_second": 0.52,
             },
         },
     )
 
     rows = _rows(_summary_lines(tmp_path))
-    assert f"| 0.52 | {met} |" in rows[row]
-    assert "| 0.52 | yes |" in rows[other_row]
+    assert "| 0.48 | no |" in rows["pipeline / the faster bare Faust agent run (wall rate)"]
+    assert "| 0.52 | yes |" in rows["pipeline / the faster bare Faust agent run (per CPU-second)"]
