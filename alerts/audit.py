@@ -38,6 +38,8 @@ _HEAD_ID = 1
 _LOCKED_HEAD = "amlwatch.audit.locked_head"
 # session.info key: the rows appended inside :func:`appends_in_one_insert`, not yet written.
 _PENDING_ROWS = "amlwatch.audit.pending_rows"
+# What an event's hash covers: every column but the hash.
+_HASHED_FIELDS = ("seq", "at", "actor", "role", "action", "target", "before", "after", "prev_hash")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,23 +106,25 @@ def record_event(
     Inside :func:`appends_in_one_insert` it is written when that block ends instead.
     """
     head = _locked_head(session)
-    event = _chained(
-        head,
-        at=at.astimezone(UTC),
-        actor=actor,
-        role=role,
-        action=action,
-        target=target,
-        before=_plain(before),
-        after=_plain(after),
-    )
+    values: dict[str, Any] = {
+        "seq": head.seq + 1,
+        "at": at.astimezone(UTC),
+        "actor": actor,
+        "role": role,
+        "action": action,
+        "target": target,
+        "before": _plain(before),
+        "after": _plain(after),
+        "prev_hash": head.hash,
+    }
+    values["hash"] = _digest(values)
     pending: list[dict[str, Any]] | None = session.info.get(_PENDING_ROWS)
     if pending is None:
-        session.add(AuditEventRow(**_row_values(event)))
+        session.add(AuditEventRow(**values))
     else:
-        pending.append(_row_values(event))
-    head.seq, head.hash = event.seq, event.hash
-    return event
+        pending.append(values)
+    head.seq, head.hash = values["seq"], values["hash"]
+    return AuditEvent(**values)
 
 
 @contextmanager
@@ -175,86 +179,15 @@ def case_ref(case_id: int) -> str:
 
 def event_hash(row: AuditEventRow) -> str:
     """SHA-256 of the event's canonical JSON form (which includes the previous hash)."""
-    return _hash_of(
-        seq=row.seq,
-        at=row.at,
-        actor=row.actor,
-        role=row.role,
-        action=row.action,
-        target=row.target,
-        before=row.before,
-        after=row.after,
-        prev_hash=row.prev_hash,
-    )
+    return _digest({name: getattr(row, name) for name in _HASHED_FIELDS})
 
 
-def _hash_of(
-    *,
-    seq: int,
-    at: datetime,
-    actor: str,
-    role: str,
-    action: str,
-    target: str,
-    before: dict[str, Any] | None,
-    after: dict[str, Any] | None,
-    prev_hash: str,
-) -> str:
-    canonical = {
-        "seq": seq,
-        "at": at.astimezone(UTC).isoformat(),
-        "actor": actor,
-        "role": role,
-        "action": action,
-        "target": target,
-        "before": before,
-        "after": after,
-        "prev_hash": prev_hash,
-    }
+def _digest(values: Mapping[str, Any]) -> str:
+    """:func:`event_hash` of an event's column values (``hash`` itself left out)."""
+    canonical = {name: values[name] for name in _HASHED_FIELDS}
+    canonical["at"] = values["at"].astimezone(UTC).isoformat()
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _chained(
-    head: AuditChainHeadRow,
-    *,
-    at: datetime,
-    actor: str,
-    role: str,
-    action: str,
-    target: str,
-    before: dict[str, Any] | None,
-    after: dict[str, Any] | None,
-) -> AuditEvent:
-    """The event that follows ``head``, hashed."""
-    seq, prev_hash = head.seq + 1, head.hash
-    digest = _hash_of(
-        seq=seq,
-        at=at,
-        actor=actor,
-        role=role,
-        action=action,
-        target=target,
-        before=before,
-        after=after,
-        prev_hash=prev_hash,
-    )
-    return AuditEvent(seq, at, actor, role, action, target, before, after, prev_hash, digest)
-
-
-def _row_values(event: AuditEvent) -> dict[str, Any]:
-    return {
-        "seq": event.seq,
-        "at": event.at,
-        "actor": event.actor,
-        "role": event.role,
-        "action": event.action,
-        "target": event.target,
-        "before": event.before,
-        "after": event.after,
-        "prev_hash": event.prev_hash,
-        "hash": event.hash,
-    }
 
 
 def verify_audit_chain(session: Session) -> ChainVerification:
