@@ -429,12 +429,13 @@ def _count_processed(
     built: AmlwatchApp, applied: Sequence[tuple[Transaction, ProcessResult]]
 ) -> None:
     metrics, done = built.metrics, time.time()
+    observe = metrics.latency.observe
     duplicates = 0
     for tx, result in applied:
         if result.duplicate:
             duplicates += 1
         else:
-            metrics.latency.observe(max(0.0, done - tx.event_epoch))
+            observe(max(0.0, done - tx.event_epoch))
     # Once per batch: each increment takes the counter's lock.
     if duplicates:
         metrics.duplicates.inc(duplicates)

@@ -200,7 +200,7 @@ def sensor_counts(monitor: ScrapeTimePrometheusMonitor) -> tuple[Any, ...]:
         dict(monitor.events_by_stream),
         # Keyed by the task's text, which shows where it runs: the counts only.
         sorted(monitor.events_by_task.values()),
-        sum(monitor.runtime_counts),
+        sum(monitor.runtime_ms.counts),
         len(monitor.events_runtime),
         set(monitor.stream_inbound_time),
         monitor.events_active,
