@@ -544,6 +544,28 @@ class BehaviourProfile:
                 fen -= day_bucket[1]
         return count, fen
 
+    def _forget_before(self, day: int) -> None:
+        """Drop the daily buckets and amount samples that a new newest ``day`` leaves out of
+        their windows. Most new days drop nothing, so nothing is rebuilt unless they do
+        (a new dict and three new lists on every new day were a third of ``update``)."""
+        daily = self.daily
+        for at in [at for at in daily if at <= day - DAYS_KEPT]:
+            count, fen = daily.pop(at)
+            self._kept_count -= count
+            self._kept_fen -= fen
+        oldest = day - BASELINE_DAYS
+        if self.amount_days and min(self.amount_days) < oldest:
+            kept = [
+                (at, value, text)
+                for at, value, text in zip(
+                    self.amount_days, self.amount_logs, self._amount_texts, strict=True
+                )
+                if at >= oldest
+            ]
+            self.amount_days = [at for at, _, _ in kept]
+            self.amount_logs = [value for _, value, _ in kept]
+            self._amount_texts = [text for _, _, text in kept]
+
     def _set_daily(self, daily: dict[int, list[int]]) -> None:
         self.daily = daily
         self._kept_count = sum(count for count, _ in daily.values())
@@ -565,11 +587,9 @@ class BehaviourProfile:
 
         if self.last_hour is None or hour_index > self.last_hour:
             self.last_hour = hour_index
-            self.hourly = {
-                index: bucket
-                for index, bucket in self.hourly.items()
-                if index > hour_index - HOURS_KEPT
-            }
+            hourly = self.hourly
+            for index in [index for index in hourly if index <= hour_index - HOURS_KEPT]:
+                del hourly[index]
         if hour_index > self.last_hour - HOURS_KEPT:
             bucket = self.hourly.setdefault(hour_index, [0, 0, 0])
             bucket[0] += 1
@@ -577,17 +597,7 @@ class BehaviourProfile:
 
         if self.last_day is None or day > self.last_day:
             self.last_day = day
-            self._set_daily({at: b for at, b in self.daily.items() if at > day - DAYS_KEPT})
-            kept = [
-                (at, value, text)
-                for at, value, text in zip(
-                    self.amount_days, self.amount_logs, self._amount_texts, strict=True
-                )
-                if at >= day - BASELINE_DAYS
-            ]
-            self.amount_days = [at for at, _, _ in kept]
-            self.amount_logs = [value for _, value, _ in kept]
-            self._amount_texts = [text for _, _, text in kept]
+            self._forget_before(day)
         if day > self.last_day - DAYS_KEPT:
             if day != self.last_day:
                 self._daily_tail = None

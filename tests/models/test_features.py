@@ -550,3 +550,23 @@ def test_the_json_text_equals_the_dict_through_every_update() -> None:
         if number % 3 == 2:
             profile = BehaviourProfile.from_dict(json.loads(text), tz=SHANGHAI)
             assert profile.to_json() == text
+
+
+def test_expiry_keeps_the_running_totals_and_samples_of_the_windows() -> None:
+    """A new newest day drops only what left the windows: the kept days' running totals
+    stay their sums, and the amount samples are those of the last 90 days (a late one,
+    appended as it comes, waits for the next new day)."""
+    profile = BehaviourProfile(SHANGHAI)
+    offsets = [0, 0.1, 1, 5, 3, 60, 89, 90, 91, 92, 95, 150, 149, 400, 300, 401]
+    for number, days in enumerate(offsets):
+        newest = profile.last_day
+        profile.update(_tx(START + timedelta(days=days), f"{10 + number}.00"), Decimal(10 + number))
+        assert profile.last_day is not None
+        assert profile._kept_count == sum(count for count, _ in profile.daily.values())
+        assert profile._kept_fen == sum(fen for _, fen in profile.daily.values())
+        assert all(at > profile.last_day - 91 for at in profile.daily)
+        if profile.last_day != newest:
+            assert min(profile.amount_days) >= profile.last_day - 90
+    assert len(profile.daily) == 2  # days 400 and 401; day 300 came too late for its own
+    assert len(profile.amount_days) == 2  # day 300's sample went with day 401
+    assert profile.transactions == len(offsets)
