@@ -25,6 +25,7 @@ import contextlib
 import sys
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from rich.table import Table
 from stream_bench import (
     WORKER_COMMAND,
     BenchError,
+    Counts,
     LiveWorkload,
     add_workload_options,
     base_env,
@@ -72,6 +74,58 @@ DEFAULT_OUT = REPO_ROOT / "bench" / "results" / "scale.json"
 # coming a poll or two after the other's moved the ratio by 0.1-0.3 (1.47 to 2.05 in
 # four runs of session 26). 2,000 customers split 39,121 / 39,720, over about 4 s.
 SCALE_CUSTOMERS = 2_000
+
+
+class WorkerProgress:
+    """One worker's counter as the bench polls it, remembering when (monotonic time, at
+    the polls' resolution) the worker first received a message and when its processed
+    count last grew: whether a group's run lost time to one worker starting late or
+    finishing early, rather than to the workers' speed."""
+
+    def __init__(self, read: Callable[[], Counts | None]) -> None:
+        self._read = read
+        self.first_received_at: float | None = None
+        self.last_processed_at: float | None = None
+        self._processed = 0
+
+    def __call__(self) -> Counts | None:
+        counts = self._read()
+        now = time.monotonic()
+        if counts is not None:
+            if counts.received > 0 and self.first_received_at is None:
+                self.first_received_at = now
+            if counts.processed > self._processed:
+                self._processed, self.last_processed_at = counts.processed, now
+        return counts
+
+
+def worker_timeline(progress: Sequence[WorkerProgress]) -> dict[str, list[float | None]]:
+    """Each worker's first message received and last processed, in seconds after the
+    first worker's first message (the window's opening, to a poll)."""
+    opened = min(
+        (worker.first_received_at for worker in progress if worker.first_received_at is not None),
+        default=None,
+    )
+
+    def since_opening(at: float | None) -> float | None:
+        return None if at is None or opened is None else round(at - opened, 3)
+
+    return {
+        "first_received_seconds": [since_opening(w.first_received_at) for w in progress],
+        "last_processed_seconds": [since_opening(w.last_processed_at) for w in progress],
+    }
+
+
+def worker_rates(
+    processed: Sequence[int], firsts: Sequence[float | None], lasts: Sequence[float | None]
+) -> list[float | None]:
+    """Each worker's messages over its own time from first received to last processed
+    (None where that span is unknown or too short to time)."""
+    rates: list[float | None] = []
+    for count, first, last in zip(processed, firsts, lasts, strict=True):
+        span = None if first is None or last is None else last - first
+        rates.append(round(count / span, 1) if span and span > 0 else None)
+    return rates
 
 
 def run_group(
@@ -129,12 +183,13 @@ def run_group(
                 )
             )
         task = progress.add_task(f"{name}: starting", total=total)
+        workers_progress = [WorkerProgress(pipeline_counter(port, topic)) for port in ports]
         try:
             result = measure(
                 name,
                 processes,
                 broker_process,
-                summed_counter([pipeline_counter(port, topic) for port in ports]),
+                summed_counter(workers_progress),
                 total,
                 progress,
                 task,
@@ -143,10 +198,16 @@ def run_group(
                 stall_timeout=args.stall_timeout,
             )
             result["outcome"] = pipeline_outcome(ports, database_url)
+            result.update(worker_timeline(workers_progress))
             result["processed_by_worker"] = [
                 int(metric_total(read_metrics(port) or {}, "amlwatch_transactions_processed_total"))
                 for port in ports
             ]
+            result["messages_per_second_by_worker"] = worker_rates(
+                result["processed_by_worker"],
+                result["first_received_seconds"],
+                result["last_processed_seconds"],
+            )
         except BenchError as exc:
             tails = "\n".join(f"--- end of {path.name} ---\n{log_tail(path)}" for path in logs)
             raise BenchError(f"{exc}\n{tails}") from None
@@ -201,9 +262,20 @@ def run_bench(args: argparse.Namespace, log_dir: Path, work_dir: Path) -> dict[s
             "messages_per_cpu_second": round(
                 group["messages_per_cpu_second"] / single["messages_per_cpu_second"], 3
             ),
+            # Not the target: the group's workers' own rates added up, each over its own
+            # busy span, against the single worker's; what the ratio would be without one
+            # worker starting late or finishing early.
+            "summed_worker_rates": _summed_rates_ratio(group, single),
         },
         "bench_seconds": round(time.monotonic() - began, 1),
     }
+
+
+def _summed_rates_ratio(group: dict[str, Any], single: dict[str, Any]) -> float | None:
+    rates, alone = group["messages_per_second_by_worker"], single["messages_per_second_by_worker"]
+    if None in rates or None in alone:
+        return None
+    return round(sum(rates) / sum(alone), 3)
 
 
 def print_summary(document: dict[str, Any]) -> None:
@@ -236,6 +308,18 @@ def print_summary(document: dict[str, Any]) -> None:
         "",
     )
     console.print(table)
+    for workers, run in document["runs"].items():
+        if int(workers) > 1:
+            console.print(
+                f"{workers} workers: first message received at "
+                f"{_seconds(run['first_received_seconds'])} s, last processed at "
+                f"{_seconds(run['last_processed_seconds'])} s after the first worker's first; "
+                f"their own rates added up against one worker's: {ratio['summed_worker_rates']}"
+            )
+
+
+def _seconds(values: Sequence[float | None]) -> str:
+    return " / ".join("-" if value is None else f"{value:.2f}" for value in values)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

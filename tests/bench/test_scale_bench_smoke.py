@@ -27,4 +27,10 @@ def test_scale_bench_writes_a_complete_result(tmp_path: Path) -> None:
         assert len(run["processed_by_worker"]) == int(workers)
         assert sum(run["processed_by_worker"]) == total
         assert len(run["cpu_affinity"]["workers"]) == int(workers)
+        # Each worker's start and finish, after the first worker's first message.
+        firsts, lasts = run["first_received_seconds"], run["last_processed_seconds"]
+        assert len(firsts) == len(lasts) == int(workers)
+        assert min(firsts) == 0.0
+        assert all(0.0 <= first <= last for first, last in zip(firsts, lasts, strict=True))
+        assert len(run["messages_per_second_by_worker"]) == int(workers)
     assert result["ratio"]["messages_per_second"] > 0
