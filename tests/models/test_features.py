@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
@@ -20,8 +21,11 @@ from models.features import (
     FEATURE_NAMES,
     LOG_FEATURES,
     BehaviourProfile,
+    _all_within,
     _customer_time_order,
     _ints,
+    _middle,
+    _middle_deviation,
     build_feature_matrix,
     country_risk_from_lists,
     feature_matrix,
@@ -570,3 +574,39 @@ def test_expiry_keeps_the_running_totals_and_samples_of_the_windows() -> None:
     assert len(profile.daily) == 2  # days 400 and 401; day 300 came too late for its own
     assert len(profile.amount_days) == 2  # day 300's sample went with day 401
     assert profile.transactions == len(offsets)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 31, 32])
+def test_the_middle_deviation_is_the_sorted_deviations_middle_to_the_bit(count: int) -> None:
+    rng = random.Random(count)
+    for _ in range(300):
+        # Rounded logs as the profile keeps them: ties, repeats and the median among them.
+        ordered = sorted(round(rng.gauss(8.0, 1.5), rng.choice((0, 1, 3))) for _ in range(count))
+        median = _middle(ordered)
+        expected = _middle(sorted([abs(value - median) for value in ordered]))
+        assert _middle_deviation(ordered, median) == expected
+
+
+def test_the_sorted_samples_follow_the_samples_through_updates_expiry_and_json() -> None:
+    profile = BehaviourProfile(SHANGHAI)
+    rng = random.Random(5)
+    for number in range(120):
+        moment = START + timedelta(days=number // 2 + (100 if number > 80 else 0))  # all expire
+        amount = Decimal(rng.choice((100, 250, 999, 5_000, 12_345)))
+        profile.update(_tx(moment, f"{amount}.00"), amount)
+        assert profile._sorted_logs == sorted(profile.amount_logs)
+        if number % 25 == 24:
+            profile = BehaviourProfile.from_dict(json.loads(profile.to_json()), tz=SHANGHAI)
+            assert profile._sorted_logs == sorted(profile.amount_logs)
+    assert len(profile.amount_logs) == 32
+    expired = BehaviourProfile(SHANGHAI)
+    for days in (0, 1, 200):  # the third drops the first two samples with their days
+        expired.update(_tx(START + timedelta(days=days), "100.00"), Decimal(100 + days))
+    assert len(expired.amount_logs) == 1 and expired._sorted_logs == expired.amount_logs
+
+
+def test_all_within_takes_both_bounds_as_inside() -> None:
+    assert _all_within([5, 7, 9], 5, 9)
+    assert not _all_within([5, 7, 10], 5, 9)
+    assert not _all_within([4, 7, 9], 5, 9)
+    assert _all_within([], 5, 9)
