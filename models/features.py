@@ -616,8 +616,8 @@ class BehaviourProfile:
         self._amount_texts.append(str(round(amount_log * 1000)))
         insort(self._sorted_logs, amount_log)
         if len(self.amount_logs) > AMOUNT_SAMPLES:
+            ordered = self._sorted_logs
             for dropped in self.amount_logs[:-AMOUNT_SAMPLES]:
-                ordered = self._sorted_logs
                 del ordered[bisect_left(ordered, dropped)]
             del self.amount_days[:-AMOUNT_SAMPLES], self.amount_logs[:-AMOUNT_SAMPLES]
             del self._amount_texts[:-AMOUNT_SAMPLES]
